@@ -1,0 +1,1 @@
+"""shoal: the patterns of Designing Distributed Systems as real, running software."""

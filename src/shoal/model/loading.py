@@ -124,7 +124,7 @@ def _object(document: Document, data: Any, base: Path) -> tuple[KubeObject | Non
     def issue(path: Path, message: str, *, on_key: bool = False, offset: int = 0) -> Issue:
         full = base + path
         location = document.location(raw_segments(full), on_key=on_key, offset=offset)
-        return Issue(message, format_path(path), location)
+        return Issue(message, format_path(full), location)
 
     if not isinstance(data, dict):
         what = "a list" if isinstance(data, list) else f"{type(data).__name__} {data!r}"

@@ -33,11 +33,7 @@ _DECIMAL_SUFFIXES = {
 _QUANTITY = re.compile(r"(?P<number>[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+))(?P<suffix>[A-Za-z]*[-+]?[0-9]*)")
 _EXPONENT = re.compile(r"[eE](?P<exp>[-+]?[0-9]+)")
 
-QUANTITY_HELP = (
-    "a quantity is a number with an optional suffix: k, M, G, T, P, E (powers of 1000), "
-    "Ki, Mi, Gi, Ti, Pi, Ei (powers of 1024), m, u, n (thousandths, millionths, billionths) "
-    "or an exponent such as e3"
-)
+QUANTITY_HELP = "suffixes: k M G T P E, Ki Mi Gi Ti Pi Ei, m u n, or an exponent such as e3"
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,7 +56,7 @@ class Quantity:
         text = raw.strip()
         match = _QUANTITY.fullmatch(text)
         if not match:
-            raise ValueError(f"must be a quantity such as 10k or 500m, got {raw!r}; {QUANTITY_HELP}")
+            raise ValueError(f"must be a quantity such as 10k or 500m ({QUANTITY_HELP}), got {raw!r}")
         number = Decimal(match["number"])
         suffix = match["suffix"]
         if suffix in _BINARY_SUFFIXES:
@@ -73,7 +69,10 @@ class Quantity:
             except InvalidOperation as error:  # an absurd exponent
                 raise ValueError(f"quantity {raw!r} is out of range") from error
         else:
-            raise ValueError(f"unknown quantity suffix {suffix!r} in {raw!r}; {QUANTITY_HELP}")
+            raise ValueError(
+                f"must be a quantity such as 10k or 500m ({QUANTITY_HELP}), got {raw!r}: "
+                f"unknown suffix {suffix!r}"
+            )
         return cls(value, text)
 
     def __int__(self) -> int:
@@ -144,7 +143,7 @@ _DURATION_UNITS = {
     "h": 3600 * 1_000_000_000,
 }
 _DURATION_PART = re.compile(r"([0-9]+(?:\.[0-9]*)?|\.[0-9]+)(ns|us|µs|μs|ms|s|m|h)")
-DURATION_HELP = "a duration is a number and a unit (ns, us, ms, s, m, h), e.g. 30s, 1m30s or 1.5h"
+DURATION_HELP = "units: ns us ms s m h"
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,7 +157,7 @@ class Duration:
     def parse(cls, raw: str | int | float) -> Duration:
         """Parse Go's duration syntax (without a sign); raise ``ValueError`` naming what is wrong."""
         if isinstance(raw, bool):
-            raise ValueError(f"must be a duration, got {raw!r}; {DURATION_HELP}")
+            raise ValueError(f"must be a duration such as 30s ({DURATION_HELP}), got {raw!r}")
         if isinstance(raw, int | float):
             if raw < 0:
                 raise ValueError(f"must not be negative, got {raw!r}")
@@ -174,7 +173,7 @@ class Duration:
             total += Decimal(match[1]) * _DURATION_UNITS[match[2]]
             position = match.end()
         if position != len(text) or not text:
-            raise ValueError(f"must be a duration such as 30s or 1m30s, got {raw!r}; {DURATION_HELP}")
+            raise ValueError(f"must be a duration such as 30s or 1m30s ({DURATION_HELP}), got {raw!r}")
         return cls(int(total), text)
 
     @property

@@ -1,0 +1,24 @@
+"""The ``shoal`` command."""
+
+from __future__ import annotations
+
+import click
+
+from shoal import __version__
+from shoal.cli.manifests import render_command, validate_command
+
+__all__ = ["main"]
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, prog_name="shoal")
+def main() -> None:
+    """shoal: the patterns of Designing Distributed Systems, running for real.
+
+    Describe a replicated or sharded service (or a load test) in YAML or Python; validate it, and
+    render it as Kubernetes manifests.
+    """
+
+
+main.add_command(validate_command)
+main.add_command(render_command)

@@ -87,7 +87,7 @@ load = load_manifests
 
 def render(objects: Any, target: str = "kubernetes", **settings: Any) -> Manifests:
     """Render objects (one, or an iterable) as manifests for ``target``; ``str()`` gives YAML."""
-    from shoal.kube.render import RenderSettings  # noqa: PLC0415 - keeps `import shoal` light
-    from shoal.kube.render import render as _render  # noqa: PLC0415
+    from shoal.kube.render import RenderSettings
+    from shoal.kube.render import render as _render
 
     return _render(objects, target=target, settings=RenderSettings(**settings))

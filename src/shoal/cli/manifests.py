@@ -12,7 +12,9 @@ from shoal.kube.render import RenderSettings, render
 from shoal.model import KubeObject, load_manifests
 from shoal.patterns import CompileSettings
 
-FILES_HELP = "A YAML/JSON file, a directory (searched recursively) or - for standard input. Repeatable."
+FILES_HELP = (
+    "A YAML/JSON file, a directory (searched recursively) or - for standard input. Repeatable."
+)
 
 
 def _load_or_exit(paths: Sequence[str]) -> list[KubeObject]:
@@ -38,7 +40,9 @@ def validate_command(paths: tuple[str, ...], quiet: bool) -> None:
     if not quiet:
         for obj in objects:
             namespace = f" (namespace {obj.namespace})" if obj.namespace else ""
-            click.echo(f"{obj.api_version} {obj.kind} {obj.metadata.name or obj.metadata.generate_name}{namespace}: valid")
+            click.echo(
+                f"{obj.api_version} {obj.kind} {obj.metadata.name or obj.metadata.generate_name}{namespace}: valid"
+            )
         click.echo(f"{len(objects)} object{'s' if len(objects) != 1 else ''} valid")
 
 
@@ -57,7 +61,12 @@ def validate_command(paths: tuple[str, ...], quiet: bool) -> None:
     show_default=True,
     help="The image with the shoal command, which runs the shard router.",
 )
-@click.option("--crds/--no-crds", default=True, show_default=True, help="Emit the CRDs of shoal's kinds first.")
+@click.option(
+    "--crds/--no-crds",
+    default=True,
+    show_default=True,
+    help="Emit the CRDs of shoal's kinds first.",
+)
 def render_command(paths: tuple[str, ...], target: str, shoal_image: str, crds: bool) -> None:
     """Print manifests for TARGET: CRDs, the objects, and what the patterns compile to.
 

@@ -107,7 +107,9 @@ def _one(detail: ErrorDetails, path: Path, owner: type[BaseModel] | None) -> Fie
         return FieldError(path, f"must be < {ctx['lt']}, got {value!r}")
     if kind == "too_short":
         n = ctx.get("min_length")
-        return FieldError(path, f"Required value: must have at least {n} item{'s' if n != 1 else ''}")
+        return FieldError(
+            path, f"Required value: must have at least {n} item{'s' if n != 1 else ''}"
+        )
     if kind == "too_long":
         return FieldError(path, f"Too many: must have at most {ctx.get('max_length')} items")
     if kind == "string_too_long":
@@ -115,7 +117,9 @@ def _one(detail: ErrorDetails, path: Path, owner: type[BaseModel] | None) -> Fie
     if kind == "string_too_short":
         return FieldError(path, f"Invalid value: must be at least {ctx['min_length']} characters")
     if kind == "string_pattern_mismatch":
-        return FieldError(path, f"Invalid value: {value!r}: must match the regular expression {ctx['pattern']!r}")
+        return FieldError(
+            path, f"Invalid value: {value!r}: must match the regular expression {ctx['pattern']!r}"
+        )
     if kind in ("literal_error", "enum"):
         expected = str(ctx.get("expected", "")).replace("'", '"')
         return FieldError(path, f"Unsupported value: {value!r}: supported values: {expected}")
@@ -141,7 +145,11 @@ def _unknown_field(path: Path, owner: type[BaseModel] | None) -> str:
     known = [field.alias or key for key, field in owner.model_fields.items()]
     close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
     if not close:
-        close = [k for k in known if k.lower() == name.lower() or k.lower() == name.lower().replace("_", "")]
+        close = [
+            k
+            for k in known
+            if k.lower() == name.lower() or k.lower() == name.lower().replace("_", "")
+        ]
     hint = f'; did you mean "{close[0]}"?' if close else f"; known fields: {', '.join(known)}"
     return f'unknown field "{name}"{hint}'
 
@@ -165,7 +173,7 @@ def _resolve(
             owner = model
             field = _field_by_alias(model, raw)
             annotation = field.annotation if field is not None else None
-            path.append(raw)
+            path.append(field.alias or raw if field is not None else raw)
         elif isinstance(raw, int):
             annotation = _item_type(annotation)
             path.append(raw)

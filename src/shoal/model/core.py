@@ -122,7 +122,10 @@ class ObjectFieldSelector(ShoalModel):
         if re.fullmatch(r"metadata\.(labels|annotations)\['[^']+'\]", self.field_path):
             return
         supported = ", ".join(f'"{p}"' for p in sorted(self.SUPPORTED))
-        yield ("fieldPath",), f'Unsupported value: "{self.field_path}": supported values: {supported}'
+        yield (
+            ("fieldPath",),
+            f'Unsupported value: "{self.field_path}": supported values: {supported}',
+        )
 
 
 class EnvVarSource(ShoalModel):
@@ -269,7 +272,10 @@ class LifecycleHandler(ShoalModel):
     def _checks(self) -> Iterator[Check]:
         handlers = [n for n in ("exec", "httpGet", "tcpSocket", "sleep") if _is_set(self, n)]
         if len(handlers) != 1:
-            yield (), "must specify exactly one handler type: `exec`, `httpGet`, `tcpSocket` or `sleep`"
+            yield (
+                (),
+                "must specify exactly one handler type: `exec`, `httpGet`, `tcpSocket` or `sleep`",
+            )
 
 
 class Lifecycle(ShoalModel):
@@ -295,8 +301,13 @@ class VolumeMount(ShoalModel):
     def _checks(self) -> Iterator[Check]:
         if not self.mount_path:
             yield ("mountPath",), "Required value"
-        if self.sub_path is not None and (self.sub_path.startswith("/") or ".." in self.sub_path.split("/")):
-            yield ("subPath",), f"Invalid value: {self.sub_path!r}: must be a relative path without '..'"
+        if self.sub_path is not None and (
+            self.sub_path.startswith("/") or ".." in self.sub_path.split("/")
+        ):
+            yield (
+                ("subPath",),
+                f"Invalid value: {self.sub_path!r}: must be a relative path without '..'",
+            )
 
 
 class Container(ShoalModel):
@@ -520,14 +531,19 @@ class PodSpec(ShoalModel):
                     )
             for probe_name in ("livenessProbe", "readinessProbe", "startupProbe"):
                 probe: Probe | None = getattr(container, _snake(probe_name))
-                action = probe and (probe.http_get or probe.tcp_socket)
-                if action is not None and isinstance(action.port, str):
-                    if container.port_number(action.port) is None:
-                        kind = "httpGet" if probe and probe.http_get else "tcpSocket"
-                        yield (
-                            ("containers", c_index, probe_name, kind, "port"),
-                            f"Not found: {action.port!r}: no container port of that name",
-                        )
+                if probe is None:
+                    continue
+                action = probe.http_get or probe.tcp_socket
+                if (
+                    action is not None
+                    and isinstance(action.port, str)
+                    and container.port_number(action.port) is None
+                ):
+                    kind = "httpGet" if probe.http_get else "tcpSocket"
+                    yield (
+                        ("containers", c_index, probe_name, kind, "port"),
+                        f"Not found: {action.port!r}: no container port of that name",
+                    )
 
 
 class PodTemplateSpec(ShoalModel):
@@ -798,7 +814,10 @@ class ServiceSpec(ShoalModel):
         numbers: set[tuple[int, str]] = set()
         for index, port in enumerate(ports):
             if len(ports) > 1 and not port.name:
-                yield ("ports", index, "name"), "Required value: a name is required when a Service has several ports"
+                yield (
+                    ("ports", index, "name"),
+                    "Required value: a name is required when a Service has several ports",
+                )
             if port.name:
                 if port.name in names:
                     yield ("ports", index, "name"), f"Duplicate value: {port.name!r}"
@@ -870,7 +889,10 @@ class ConfigMap(KubeObject):
         yield from _check_config_keys(self.data, "data")
         yield from _check_config_keys(self.binary_data, "binaryData")
         for key in set(self.data or ()) & set(self.binary_data or ()):
-            yield ("binaryData", Key(key)), f"Invalid value: {key!r}: duplicate of key present in data"
+            yield (
+                ("binaryData", Key(key)),
+                f"Invalid value: {key!r}: duplicate of key present in data",
+            )
         for key, value in (self.binary_data or {}).items():
             if not _is_base64(value):
                 yield ("binaryData", Key(key)), "Invalid value: must be base64-encoded"
@@ -899,7 +921,7 @@ class Secret(KubeObject):
         # Secrets must never reach a log through repr(): show the keys, not the values.
         for name, value in super().__repr_args__():
             if name in ("data", "string_data") and isinstance(value, dict):
-                yield name, {key: "<redacted>" for key in value}
+                yield name, dict.fromkeys(value, "<redacted>")
             else:
                 yield name, value
 
@@ -999,4 +1021,3 @@ def _is_base64(value: str) -> bool:
     except (binascii.Error, ValueError):
         return False
     return True
-

@@ -29,7 +29,9 @@ MANIFEST_SUFFIXES = (".yaml", ".yml", ".json")
 STDIN = "-"
 
 
-def load_manifests(paths: Iterable[str | os.PathLike[str]], *, stdin: TextIO | None = None) -> list[KubeObject]:
+def load_manifests(
+    paths: Iterable[str | os.PathLike[str]], *, stdin: TextIO | None = None
+) -> list[KubeObject]:
     """Every object in ``paths`` (files, directories searched recursively, or ``-`` for stdin).
 
     Raises :class:`InvalidObjectsError` listing every problem in every file when any is found.
@@ -77,7 +79,9 @@ def _read(path: str, stdin: TextIO | None, issues: list[Issue]) -> Iterable[tupl
     if file.is_dir():
         found = sorted(p for p in file.rglob("*") if p.suffix in MANIFEST_SUFFIXES and p.is_file())
         if not found:
-            issues.append(Issue(f"{path}: no {', '.join(MANIFEST_SUFFIXES)} files in this directory"))
+            issues.append(
+                Issue(f"{path}: no {', '.join(MANIFEST_SUFFIXES)} files in this directory")
+            )
         for child in found:
             yield from _read(str(child), stdin, issues)
         return
@@ -92,7 +96,7 @@ def _read(path: str, stdin: TextIO | None, issues: list[Issue]) -> Iterable[tupl
 
 
 def _stdin() -> TextIO:
-    import sys  # noqa: PLC0415 - only the CLI reads stdin
+    import sys
 
     return sys.stdin
 
@@ -105,7 +109,13 @@ def _load(text: str, source: str) -> tuple[list[KubeObject], list[Issue]]:
         if isinstance(data, dict) and data.get("kind") == "List" and data.get("apiVersion") == "v1":
             items = data.get("items")
             if not isinstance(items, list):
-                issues.append(Issue("Required value: a List needs `items`", "items", document.location(("items",))))
+                issues.append(
+                    Issue(
+                        "Required value: a List needs `items`",
+                        "items",
+                        document.location(("items",)),
+                    )
+                )
                 continue
             for index, item in enumerate(items):
                 obj, problems = _object(document, item, ("items", index))
@@ -128,7 +138,9 @@ def _object(document: Document, data: Any, base: Path) -> tuple[KubeObject | Non
 
     if not isinstance(data, dict):
         what = "a list" if isinstance(data, list) else f"{type(data).__name__} {data!r}"
-        return None, [issue((), f"a document must be a mapping with apiVersion and kind, got {what}")]
+        return None, [
+            issue((), f"a document must be a mapping with apiVersion and kind, got {what}")
+        ]
     missing = [key for key in ("apiVersion", "kind") if not isinstance(data.get(key), str)]
     if missing:
         return None, [
@@ -144,14 +156,19 @@ def _object(document: Document, data: Any, base: Path) -> tuple[KubeObject | Non
         obj = cls.model_validate(data)
     except ValidationError as error:
         return None, _in_file_order(
-            [issue(e.path, e.message, on_key=e.on_key, offset=e.offset) for e in translate(error, cls, data)]
+            [
+                issue(e.path, e.message, on_key=e.on_key, offset=e.offset)
+                for e in translate(error, cls, data)
+            ]
         )
     problems = [issue(path, message) for path, message in iter_issues(obj)]
     return (obj if not problems else None), _in_file_order(problems)
 
 
 def _in_file_order(issues: list[Issue]) -> list[Issue]:
-    return sorted(issues, key=lambda i: (i.location.line, i.location.column) if i.location else (0, 0))
+    return sorted(
+        issues, key=lambda i: (i.location.line, i.location.column) if i.location else (0, 0)
+    )
 
 
 def format_issues(issues: Sequence[Issue]) -> str:

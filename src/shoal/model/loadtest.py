@@ -106,7 +106,10 @@ class LoadTestCase(ShoalModel):
                 yield ("test",), "Required value: at least one path"
             for field in ("method", "headers", "body", "weight"):
                 if getattr(self, field) is not None:
-                    yield (field,), "may not be specified with `test`: set it on each path of the group"
+                    yield (
+                        (field,),
+                        "may not be specified with `test`: set it on each path of the group",
+                    )
 
     def paths(self) -> list[LoadTestPath]:
         """The requests this item stands for."""
@@ -183,7 +186,9 @@ def parse_threshold(expression: str) -> Threshold:
         if match["pct"] is not None:
             pct = float(match["pct"])
             if not 0 < pct <= 100:
-                raise ValueError(f"invalid threshold {expression!r}: percentile must be in (0, 100]")
+                raise ValueError(
+                    f"invalid threshold {expression!r}: percentile must be in (0, 100]"
+                )
             metric = f"p{match['pct']}"
         if match["unit"] == "s":
             value *= 1000
@@ -213,7 +218,10 @@ class LoadTestSpec(ShoalModel):
         for message in _syntax.dns1035_label(self.service):
             yield ("service",), f"Invalid value: {self.service!r}: {message}"
         if self.request_per_second.value <= 0:
-            yield ("requestPerSecond",), f"Invalid value: {self.request_per_second.text!r}: must be greater than 0"
+            yield (
+                ("requestPerSecond",),
+                f"Invalid value: {self.request_per_second.text!r}: must be greater than 0",
+            )
         if self.duration.nanoseconds <= 0:
             yield ("duration",), f"Invalid value: {self.duration.text!r}: must be greater than 0"
         for index, expression in enumerate(self.thresholds or ()):
@@ -284,7 +292,9 @@ class LoadTest(KubeObject):
             PrinterColumn("Rate", "string", ".spec.requestPerSecond"),
             PrinterColumn("Achieved", "number", ".status.achievedRequestsPerSecond"),
             PrinterColumn("P99-ms", "number", ".status.latency.p99"),
-            PrinterColumn("Succeeded", "string", ".status.conditions[?(@.type==\"Succeeded\")].status"),
+            PrinterColumn(
+                "Succeeded", "string", '.status.conditions[?(@.type=="Succeeded")].status'
+            ),
             PrinterColumn("Age", "date", ".metadata.creationTimestamp"),
         ),
         group_aliases=("loadtest",),

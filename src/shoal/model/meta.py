@@ -101,7 +101,10 @@ class ObjectMeta(ShoalModel):
         controllers = [ref for ref in self.owner_references or () if ref.controller]
         if len(controllers) > 1:
             names = ", ".join(f"{ref.kind}/{ref.name}" for ref in controllers)
-            yield ("ownerReferences",), f"only one reference can have controller set to true: {names}"
+            yield (
+                ("ownerReferences",),
+                f"only one reference can have controller set to true: {names}",
+            )
         for index, finalizer in enumerate(self.finalizers or ()):
             for message in _syntax.qualified_name(finalizer):
                 yield ("finalizers", index), f"invalid finalizer {finalizer!r}: {message}"
@@ -244,8 +247,10 @@ class KubeObject(ShoalModel):
 
     INFO: ClassVar[KindInfo]
 
-    api_version: str
-    kind: str
+    api_version: str = ""
+    """Filled in from the class when left out (``apps/v1`` for a Deployment)."""
+    kind: str = ""
+    """Filled in from the class when left out."""
     metadata: ObjectMeta = Field(default_factory=ObjectMeta)
 
     @model_validator(mode="before")
@@ -275,7 +280,10 @@ class KubeObject(ShoalModel):
     def _checks(self) -> Iterator[Check]:
         info = self.INFO
         if self.api_version != info.api_version:
-            yield ("apiVersion",), f"must be {info.api_version!r} for kind {info.kind}, got {self.api_version!r}"
+            yield (
+                ("apiVersion",),
+                f"must be {info.api_version!r} for kind {info.kind}, got {self.api_version!r}",
+            )
         if self.kind != info.kind:
             yield ("kind",), f"must be {info.kind!r}, got {self.kind!r}"
         meta = self.metadata
@@ -288,7 +296,10 @@ class KubeObject(ShoalModel):
             for message in _syntax.dns1123_label(meta.namespace):
                 yield ("metadata", "namespace"), f"Invalid value: {meta.namespace!r}: {message}"
         if not info.namespaced and meta.namespace:
-            yield ("metadata", "namespace"), f"not allowed on this type: {info.kind} is cluster-scoped"
+            yield (
+                ("metadata", "namespace"),
+                f"not allowed on this type: {info.kind} is cluster-scoped",
+            )
 
     # Convenience accessors used throughout the code base.
     @property
@@ -305,7 +316,9 @@ class KubeObject(ShoalModel):
     def owner_reference(self, *, controller: bool = True) -> OwnerReference:
         """A reference making this object the (controlling) owner of another one."""
         if self.metadata.uid is None:
-            raise ValueError(f"{self.kind}/{self.name} has no metadata.uid; only stored objects can own others")
+            raise ValueError(
+                f"{self.kind}/{self.name} has no metadata.uid; only stored objects can own others"
+            )
         return OwnerReference(
             api_version=self.api_version,
             kind=self.kind,
@@ -317,7 +330,7 @@ class KubeObject(ShoalModel):
 
     def to_yaml(self) -> str:
         """The object as one YAML document, keys in the Kubernetes order."""
-        from shoal.model.yamlio import dump_yaml  # noqa: PLC0415 - yamlio imports this module
+        from shoal.model.yamlio import dump_yaml
 
         return dump_yaml([self.to_dict()])
 
@@ -337,4 +350,3 @@ def selector_matches(selector: Mapping[str, str] | None, labels: Mapping[str, st
         return False
     labels = labels or {}
     return all(labels.get(k) == v for k, v in selector.items())
-

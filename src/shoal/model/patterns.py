@@ -15,7 +15,7 @@ A name is derived from the image (``my-server``) when none is given.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from enum import StrEnum
 from typing import Any, ClassVar, Literal
 
@@ -161,7 +161,10 @@ class _PodShape(ShoalModel):
         if self.template is not None:
             for alias in self._SHORT_FORM:
                 if getattr(self, _snake(alias)) is not None:
-                    yield (alias,), "may not be specified together with `template`: put it in the template"
+                    yield (
+                        (alias,),
+                        "may not be specified together with `template`: put it in the template",
+                    )
         elif self.image is None and self.command is None:
             yield ("image",), "Required value: give `image` (and/or `command`), or a pod `template`"
         ports: set[int] = set()
@@ -172,17 +175,31 @@ class _PodShape(ShoalModel):
         if len(self.ports or ()) > 1:
             for index, port in enumerate(self.ports or ()):
                 if port.name is None:
-                    yield ("ports", index, "name"), "Required value: a name is required when there are several ports"
-        names = {MAIN_CONTAINER} if self.template is None else {c.name for c in self.template.spec.containers}
+                    yield (
+                        ("ports", index, "name"),
+                        "Required value: a name is required when there are several ports",
+                    )
+        names = (
+            {MAIN_CONTAINER}
+            if self.template is None
+            else {c.name for c in self.template.spec.containers}
+        )
         for field in ("sidecars", "ambassadors", "adapters"):
             for index, helper in enumerate(getattr(self, field)):
                 if helper.name in names:
-                    yield (field, index, "name"), f"Duplicate value: {helper.name!r}: container names must be unique in a pod"
+                    yield (
+                        (field, index, "name"),
+                        f"Duplicate value: {helper.name!r}: container names must be unique in a pod",
+                    )
                 names.add(helper.name)
 
     def helpers(self) -> Iterator[tuple[Role, Container]]:
         """The helper containers with their roles, in a stable order."""
-        for role, field in ((Role.SIDECAR, "sidecars"), (Role.AMBASSADOR, "ambassadors"), (Role.ADAPTER, "adapters")):
+        for role, field in (
+            (Role.SIDECAR, "sidecars"),
+            (Role.AMBASSADOR, "ambassadors"),
+            (Role.ADAPTER, "adapters"),
+        ):
             for container in getattr(self, field):
                 yield role, container
 
@@ -228,7 +245,10 @@ class ShardedServiceSpec(_PodShape):
     def _checks(self) -> Iterator[Check]:
         yield from super()._checks()
         if not self.ports:
-            yield ("ports",), "Required value: the shard router needs the port the shards serve HTTP on"
+            yield (
+                ("ports",),
+                "Required value: the shard router needs the port the shards serve HTTP on",
+            )
 
 
 class PatternStatus(ShoalModel):
@@ -265,7 +285,7 @@ class _Pattern(KubeObject):
         # Two ways in: the object form (apiVersion/kind/metadata/spec), which is also how pydantic
         # validates YAML and API bodies, and the talk's keyword form, where spec fields are passed
         # directly and metadata by name. The keyword form reports problems as shoal errors.
-        if "spec" in data or not data:
+        if not data or any(key in data for key in ("spec", "apiVersion", "api_version", "kind")):
             super().__init__(**data)
             return
         metadata = ObjectMeta.model_validate(data.pop("metadata", {}))
@@ -281,7 +301,8 @@ class _Pattern(KubeObject):
             ) from None
         if metadata.name is None and metadata.generate_name is None and spec.image:
             metadata.name = name_from_image(spec.image)
-        super().__init__(metadata=metadata, spec=spec)
+        parts: dict[str, Any] = {"metadata": metadata, "spec": spec}
+        super().__init__(**parts)
         problems = [Issue(message, format_path(path)) for path, message in iter_issues(self)]
         if problems:
             raise InvalidObjectsError(problems)
@@ -308,7 +329,7 @@ class _Pattern(KubeObject):
 
 
 _READY_COLUMNS = (
-    PrinterColumn("Ready", "string", ".status.conditions[?(@.type==\"Ready\")].status"),
+    PrinterColumn("Ready", "string", '.status.conditions[?(@.type=="Ready")].status'),
     PrinterColumn("URL", "string", ".status.url"),
     PrinterColumn("Age", "date", ".metadata.creationTimestamp"),
 )
@@ -337,6 +358,24 @@ class ReplicatedService(_Pattern):
 
     spec: ReplicatedServiceSpec
 
+    def __init__(
+        self,
+        /,
+        *,
+        image: str | None = None,
+        ports: Sequence[int | PatternPort | Mapping[str, Any]] | None = None,
+        replicas: int | None = None,
+        name: str | None = None,
+        **fields: Any,
+    ) -> None:
+        """``ReplicatedService(image=..., ports=[8080], replicas=4)``, or the object form.
+
+        Any other spec field (``command``, ``env``, ``sidecars``, ``strategy``...) and ``namespace``,
+        ``labels`` and ``annotations`` may be passed by keyword too.
+        """
+        given = {"image": image, "ports": ports, "replicas": replicas, "name": name}
+        super().__init__(**{k: v for k, v in given.items() if v is not None}, **fields)
+
 
 class ShardedService(_Pattern):
     """The sharded pattern: a router hashes a key from the path to one of N shards."""
@@ -361,6 +400,33 @@ class ShardedService(_Pattern):
     _SPEC_TYPE: ClassVar[type[_PodShape]] = ShardedServiceSpec
 
     spec: ShardedServiceSpec
+
+    def __init__(
+        self,
+        /,
+        *,
+        image: str | None = None,
+        shard_regexp: str | None = None,
+        ports: Sequence[int | PatternPort | Mapping[str, Any]] | None = None,
+        shards: int | None = None,
+        replicas_per_shard: int | None = None,
+        name: str | None = None,
+        **fields: Any,
+    ) -> None:
+        """``ShardedService(image=..., shard_regexp="/users/(.*)/.*", ports=[8080], shards=4)``.
+
+        Any other spec field, and ``namespace``, ``labels`` and ``annotations``, may be passed by
+        keyword too; or give the object form (``metadata=``, ``spec=``).
+        """
+        given = {
+            "image": image,
+            "shard_regexp": shard_regexp,
+            "ports": ports,
+            "shards": shards,
+            "replicas_per_shard": replicas_per_shard,
+            "name": name,
+        }
+        super().__init__(**{k: v for k, v in given.items() if v is not None}, **fields)
 
     def _longest_derived_suffix(self) -> str:
         return f"-shard-{max(self.spec.shards - 1, 0)}"

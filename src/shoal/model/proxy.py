@@ -96,7 +96,7 @@ class AdminSpec(ShoalModel):
 class ProxyConfig(ShoalModel):
     """A whole proxy configuration."""
 
-    api_version: Literal["proxy.shoal.dev/v1"] = PROXY_API_VERSION
+    api_version: Literal["proxy.shoal.dev/v1"] = "proxy.shoal.dev/v1"
     kind: Literal["ProxyConfig"] = "ProxyConfig"
     listeners: list[Listener] = Field(min_length=1)
     admin: AdminSpec = Field(default_factory=AdminSpec)

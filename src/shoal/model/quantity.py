@@ -30,7 +30,9 @@ _DECIMAL_SUFFIXES = {
     "P": Decimal("1e15"),
     "E": Decimal("1e18"),
 }
-_QUANTITY = re.compile(r"(?P<number>[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+))(?P<suffix>[A-Za-z]*[-+]?[0-9]*)")
+_QUANTITY = re.compile(
+    r"(?P<number>[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+))(?P<suffix>[A-Za-z]*[-+]?[0-9]*)"
+)
 _EXPONENT = re.compile(r"[eE](?P<exp>[-+]?[0-9]+)")
 
 QUANTITY_HELP = "suffixes: k M G T P E, Ki Mi Gi Ti Pi Ei, m u n, or an exponent such as e3"
@@ -56,7 +58,9 @@ class Quantity:
         text = raw.strip()
         match = _QUANTITY.fullmatch(text)
         if not match:
-            raise ValueError(f"must be a quantity such as 10k or 500m ({QUANTITY_HELP}), got {raw!r}")
+            raise ValueError(
+                f"must be a quantity such as 10k or 500m ({QUANTITY_HELP}), got {raw!r}"
+            )
         number = Decimal(match["number"])
         suffix = match["suffix"]
         if suffix in _BINARY_SUFFIXES:
@@ -173,7 +177,9 @@ class Duration:
             total += Decimal(match[1]) * _DURATION_UNITS[match[2]]
             position = match.end()
         if position != len(text) or not text:
-            raise ValueError(f"must be a duration such as 30s or 1m30s ({DURATION_HELP}), got {raw!r}")
+            raise ValueError(
+                f"must be a duration such as 30s or 1m30s ({DURATION_HELP}), got {raw!r}"
+            )
         return cls(int(total), text)
 
     @property

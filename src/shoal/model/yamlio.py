@@ -60,7 +60,7 @@ class _ScalarConstructor(yaml.constructor.SafeConstructor):
     """Scalars as Kubernetes' YAML reader gives them: timestamps stay strings."""
 
 
-_ScalarConstructor.add_constructor(
+_ScalarConstructor.add_constructor(  # type: ignore[type-var] # the stubs' TypeVar is too narrow
     "tag:yaml.org,2002:timestamp", yaml.constructor.SafeConstructor.construct_yaml_str
 )
 
@@ -111,7 +111,9 @@ class _Builder:
 
     def _issue(self, node: yaml.Node, message: str) -> None:
         line, column = self._mark(node)
-        self.issues.append(Issue(message, location=SourceLocation(self.document.source, line, column)))
+        self.issues.append(
+            Issue(message, location=SourceLocation(self.document.source, line, column))
+        )
 
     def build(self, node: yaml.Node, path: RawPath) -> Any:
         self.document.value_marks[path] = self._mark(node)
@@ -152,7 +154,10 @@ class _Builder:
                 key = key_node.value  # Kubernetes reads keys as strings: `on:` stays "on"
             if key in first_seen:
                 line, column = first_seen[key]
-                self._issue(key_node, f'duplicate key "{key}" (first defined at line {line}, column {column})')
+                self._issue(
+                    key_node,
+                    f'duplicate key "{key}" (first defined at line {line}, column {column})',
+                )
                 continue
             first_seen[key] = self._mark(key_node)
             self.document.key_marks[(*path, key)] = self._mark(key_node)
@@ -188,4 +193,3 @@ def _dump_one(document: Any) -> str:
         width=100,
     )
     return text
-

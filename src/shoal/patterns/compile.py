@@ -47,6 +47,7 @@ from shoal.model import (
     ShardedService,
     Volume,
 )
+from shoal.model._base import ShoalModel
 from shoal.model.core import (
     ConfigMapVolumeSource,
     EnvVar,
@@ -55,7 +56,6 @@ from shoal.model.core import (
     ObjectFieldSelector,
     VolumeMount,
 )
-from shoal.model._base import ShoalModel
 from shoal.model.patterns import MAIN_CONTAINER, PatternPort, _PodShape
 from shoal.model.proxy import AdminSpec, Backend, Listener, ProxyConfig, Route, Shard
 from shoal.model.yamlio import dump_yaml
@@ -233,15 +233,26 @@ def _router_deployment(
             ContainerPort(container_port=admin, name="admin"),
         ],
         env=[
-            EnvVar(name="POD_IP", value_from=EnvVarSource(field_ref=ObjectFieldSelector(field_path="status.podIP"))),
+            EnvVar(
+                name="POD_IP",
+                value_from=EnvVarSource(field_ref=ObjectFieldSelector(field_path="status.podIP")),
+            ),
             EnvVar(
                 name="POD_NAMESPACE",
-                value_from=EnvVarSource(field_ref=ObjectFieldSelector(field_path="metadata.namespace")),
+                value_from=EnvVarSource(
+                    field_ref=ObjectFieldSelector(field_path="metadata.namespace")
+                ),
             ),
         ],
-        readiness_probe=Probe(http_get=HTTPGetAction(path="/healthz", port="admin"), period_seconds=2),
-        liveness_probe=Probe(http_get=HTTPGetAction(path="/healthz", port="admin"), period_seconds=10),
-        volume_mounts=[VolumeMount(name="router-config", mount_path=settings.router_config_dir, read_only=True)],
+        readiness_probe=Probe(
+            http_get=HTTPGetAction(path="/healthz", port="admin"), period_seconds=2
+        ),
+        liveness_probe=Probe(
+            http_get=HTTPGetAction(path="/healthz", port="admin"), period_seconds=10
+        ),
+        volume_mounts=[
+            VolumeMount(name="router-config", mount_path=settings.router_config_dir, read_only=True)
+        ],
     )
     labels = {**_labels(pattern, "router"), **selector}
     digest = hashlib.sha256(config_text.encode()).hexdigest()[:16]
@@ -249,7 +260,11 @@ def _router_deployment(
         metadata=ObjectMeta(labels=labels, annotations={CONFIG_HASH_ANNOTATION: digest}),
         spec=PodSpec(
             containers=[container],
-            volumes=[Volume(name="router-config", config_map=ConfigMapVolumeSource(name=f"{name}-router"))],
+            volumes=[
+                Volume(
+                    name="router-config", config_map=ConfigMapVolumeSource(name=f"{name}-router")
+                )
+            ],
         ),
     )
     return Deployment(
@@ -269,7 +284,11 @@ def _pod_template(
     roles = {f"{ROLE_ANNOTATION_PREFIX}{c.name}": role.value for role, c in helpers}
     if shape.template is not None:
         template = shape.template.model_copy(deep=True)
-        template.metadata.labels = {**(template.metadata.labels or {}), **_labels(pattern, selector[LABEL_COMPONENT]), **selector}
+        template.metadata.labels = {
+            **(template.metadata.labels or {}),
+            **_labels(pattern, selector[LABEL_COMPONENT]),
+            **selector,
+        }
         template.metadata.annotations = {**(template.metadata.annotations or {}), **roles} or None
         template.spec.containers = [*template.spec.containers, *(c for _, c in helpers)]
         return template
@@ -279,7 +298,8 @@ def _pod_template(
         command=shape.command,
         args=shape.args,
         working_dir=shape.working_dir,
-        ports=[ContainerPort(container_port=p.port, name=p.name) for p in shape.ports or ()] or None,
+        ports=[ContainerPort(container_port=p.port, name=p.name) for p in shape.ports or ()]
+        or None,
         env=_copy_list(shape.env),
         env_from=_copy_list(shape.env_from),
         resources=shape.resources.model_copy(deep=True) if shape.resources else None,
@@ -329,7 +349,11 @@ def _labels(pattern: ReplicatedService | ShardedService, component: str) -> dict
 
 
 def _meta(
-    pattern: ReplicatedService | ShardedService, name: str, component: str, *, shard: int | None = None
+    pattern: ReplicatedService | ShardedService,
+    name: str,
+    component: str,
+    *,
+    shard: int | None = None,
 ) -> ObjectMeta:
     labels = _labels(pattern, component)
     if shard is not None:
@@ -337,7 +361,9 @@ def _meta(
     # Only a stored pattern has a uid; an owner reference with an invented uid would make the
     # Kubernetes garbage collector delete the object at once, so a file-only pattern gets none.
     owners = [pattern.owner_reference()] if pattern.metadata.uid else None
-    return ObjectMeta(name=name, namespace=pattern.namespace, labels=labels, owner_references=owners)
+    return ObjectMeta(
+        name=name, namespace=pattern.namespace, labels=labels, owner_references=owners
+    )
 
 
 def _copy(value: M | None) -> M | None:

@@ -73,7 +73,11 @@ def parse_documents(text: str, source: str) -> tuple[list[Document], list[Issue]
     """
     documents: list[Document] = []
     issues: list[Issue] = []
-    loader = yaml.SafeLoader(text)
+    try:
+        loader = yaml.SafeLoader(text)
+    except yaml.reader.ReaderError as error:
+        issues.append(_reader_issue(error, text, source))
+        return documents, issues
     try:
         index = 0
         while loader.check_node():
@@ -92,11 +96,27 @@ def parse_documents(text: str, source: str) -> tuple[list[Document], list[Issue]
         problem = error.problem or "invalid YAML"
         context = f" ({error.context})" if error.context else ""
         issues.append(Issue(f"YAML syntax error: {problem}{context}", location=location))
+    except yaml.reader.ReaderError as error:
+        issues.append(_reader_issue(error, text, source))
     except yaml.YAMLError as error:
         issues.append(Issue(f"YAML error: {error}", location=SourceLocation(source, 1, 1)))
     finally:
         loader.dispose()
     return documents, issues
+
+
+def _reader_issue(error: yaml.reader.ReaderError, text: str, source: str) -> Issue:
+    """A character YAML does not allow (a control character, say), at its line and column."""
+    before = text[: error.position]
+    line = before.count("\n") + 1
+    column = error.position - (before.rfind("\n") + 1) + 1
+    character = (
+        f"U+{error.character:04X}" if isinstance(error.character, int) else repr(error.character)
+    )
+    return Issue(
+        f"YAML error: character {character} is not allowed ({error.reason})",
+        location=SourceLocation(source, line, column),
+    )
 
 
 class _Builder:

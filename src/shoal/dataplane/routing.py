@@ -1,0 +1,230 @@
+"""
+The shard router's core: from a request path to a shard and one of its replicas.
+
+Theory of operation
+-------------------
+Three steps, each pure:
+
+1. **Key.** :func:`shard_key` applies the compiled ``shardRegexp`` to the request path with
+   ``re.search`` (not anchored). The key is the first capture group; the whole match when the
+   regexp has no group; the whole path when the regexp does not match, when the first group did
+   not take part in the match (``/users/(\\d+)?/`` on ``/users//``), or when there is no regexp.
+   Groups are greedy as Python's ``re`` makes them: ``/users/(.*)/.*`` takes ``alice/photos``
+   from ``/users/alice/photos/1``; write ``/users/([^/]+)`` for one segment. The driver passes the
+   path without the query string.
+2. **Shard.** The :class:`RoutingTable`'s hasher (:mod:`shoal.dataplane.hashing`, Maglev by
+   default) maps the key to a shard name.
+3. **Replica.** The shard's picker (:mod:`shoal.dataplane.balancing`, round robin by default)
+   chooses among the shard's endpoints, skipping the addresses the driver excludes.
+
+A :class:`RoutingTable` is an immutable value. To change shards, endpoints or the regexp, build a
+new table and hand it to :meth:`Router.swap`, which replaces one reference: a request routed
+before the swap finished with the old table, every later one sees the new one, and nothing is
+ever half-updated. :meth:`RoutingTable.build` with ``previous=`` keeps the :class:`Endpoint`
+objects of addresses that stay (their in-flight counts go on) and the hasher when the shard set
+is unchanged (a Maglev table is not rebuilt for an endpoint change). The :class:`Router` holds
+what does change per request: the pickers' state and the per-shard counters, kept by shard name
+across swaps.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass, field
+from types import MappingProxyType
+
+from shoal.dataplane.balancing import Endpoint, Picker, make_picker
+from shoal.dataplane.hashing import Hasher, HashingSettings, make_hasher
+
+__all__ = [
+    "Route",
+    "Router",
+    "RoutingSettings",
+    "RoutingTable",
+    "Shard",
+    "ShardCounters",
+    "shard_key",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class RoutingSettings:
+    """How the shard router turns a path into a shard and a replica."""
+
+    shard_regexp: str | None = None
+    """Searched in the path; its first group (or whole match) is the key. None: the whole path."""
+    hashing: HashingSettings = field(default_factory=HashingSettings)
+    """How keys map to shards."""
+    policy: str = "round-robin"
+    """How a shard's replicas share its requests (a name from ``balancing.POLICIES``)."""
+
+
+def shard_key(pattern: re.Pattern[str] | None, path: str) -> str:
+    """The shard key of ``path`` under ``pattern``, by the rules in the module docstring."""
+    if pattern is None:
+        return path
+    match = pattern.search(path)
+    if match is None:
+        return path
+    if pattern.groups == 0:
+        return match.group(0)
+    key = match.group(1)
+    return path if key is None else key
+
+
+@dataclass(frozen=True, slots=True)
+class Shard:
+    """One shard: a name the hasher knows and the endpoints that serve it."""
+
+    name: str
+    endpoints: tuple[Endpoint, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """A routing decision: the key found, the shard it hashes to, the replica chosen.
+
+    ``endpoint`` is ``None`` when the shard has no endpoint left after exclusions (answer 503).
+    """
+
+    key: str
+    shard: str
+    endpoint: Endpoint | None
+
+
+@dataclass(slots=True)
+class ShardCounters:
+    """What one shard has seen since the router started (plain numbers for /metrics)."""
+
+    routed: int = 0
+    """Requests given an endpoint of this shard."""
+    unavailable: int = 0
+    """Requests for this shard that found no endpoint (every one excluded or none configured)."""
+    failed: int = 0
+    """Requests the driver reported as failed (5xx or no response)."""
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class RoutingTable:
+    """An immutable routing table; build with :meth:`build`, install with :meth:`Router.swap`."""
+
+    pattern: re.Pattern[str] | None
+    hasher: Hasher
+    shards: Mapping[str, Shard]
+    hashing: HashingSettings = field(default_factory=HashingSettings)
+    """The settings the hasher was built with."""
+    version: int = 0
+    """Counts swaps: one more than the table it was built from."""
+
+    @classmethod
+    def build(
+        cls,
+        shards: Mapping[str, Sequence[str | Endpoint]],
+        *,
+        settings: RoutingSettings | None = None,
+        previous: RoutingTable | None = None,
+    ) -> RoutingTable:
+        """A table for ``shards`` (shard name → addresses or endpoints) under ``settings``.
+
+        With ``previous``, endpoints of unchanged addresses are the previous table's objects and
+        the hasher is reused when the shard names and algorithm are the same.
+        """
+        settings = settings or RoutingSettings()
+        if not shards:
+            raise ValueError("a routing table needs at least one shard")
+        known: dict[str, Endpoint] = {}
+        if previous is not None:
+            for old in previous.shards.values():
+                for endpoint in old.endpoints:
+                    known[endpoint.address] = endpoint
+        built: dict[str, Shard] = {}
+        for name, members in shards.items():
+            endpoints = []
+            for member in members:
+                if isinstance(member, Endpoint):
+                    endpoints.append(member)
+                else:
+                    endpoints.append(known.get(member) or Endpoint(member))
+            built[name] = Shard(name, tuple(endpoints))
+        names = tuple(shards)
+        hashing = settings.hashing
+        if previous is not None and previous.hasher.shards == names and previous.hashing == hashing:
+            hasher = previous.hasher
+        else:
+            hasher = make_hasher(hashing.algorithm, names, settings=hashing)
+        pattern = None if settings.shard_regexp is None else re.compile(settings.shard_regexp)
+        version = 0 if previous is None else previous.version + 1
+        return cls(pattern, hasher, MappingProxyType(built), hashing, version)
+
+    def key_of(self, path: str) -> str:
+        """The shard key of ``path`` (see :func:`shard_key`)."""
+        return shard_key(self.pattern, path)
+
+    def shard_of(self, path: str) -> Shard:
+        """The shard that owns ``path``'s key."""
+        return self.shards[self.hasher.lookup(self.key_of(path))]
+
+
+class Router:
+    """The mutable half of the router: the current table, pickers and counters.
+
+    Not thread-safe by design: one event loop owns a router, as one nginx worker owns its state.
+    """
+
+    __slots__ = ("_counters", "_pickers", "_policy", "_rng", "_table")
+
+    def __init__(
+        self,
+        table: RoutingTable,
+        *,
+        policy: str = "round-robin",
+        rng: random.Random | None = None,
+    ) -> None:
+        self._table = table
+        self._policy = policy
+        self._rng = rng or random.Random()  # noqa: S311 -- load balancing, not cryptography
+        self._pickers: dict[str, Picker] = {}
+        self._counters: dict[str, ShardCounters] = {name: ShardCounters() for name in table.shards}
+
+    @property
+    def table(self) -> RoutingTable:
+        """The table every new request is routed by."""
+        return self._table
+
+    @property
+    def counters(self) -> Mapping[str, ShardCounters]:
+        """Counters by shard name, including shards that have since left the table."""
+        return MappingProxyType(self._counters)
+
+    def swap(self, table: RoutingTable) -> RoutingTable:
+        """Install ``table`` for every later request; returns the table it replaced."""
+        old, self._table = self._table, table
+        for name in table.shards:
+            self._counters.setdefault(name, ShardCounters())
+        for name in list(self._pickers):
+            if name not in table.shards:
+                del self._pickers[name]
+        return old
+
+    def route(self, path: str, exclude: Collection[str] = ()) -> Route:
+        """Route a request for ``path``, avoiding the endpoint addresses in ``exclude``."""
+        table = self._table
+        key = table.key_of(path)
+        name = table.hasher.lookup(key)
+        shard = table.shards[name]
+        picker = self._pickers.get(name)
+        if picker is None:
+            picker = self._pickers[name] = make_picker(self._policy, self._rng)
+        endpoint = picker.pick(shard.endpoints, key, exclude)
+        counters = self._counters[name]
+        if endpoint is None:
+            counters.unavailable += 1
+        else:
+            counters.routed += 1
+        return Route(key, name, endpoint)
+
+    def record_failure(self, route: Route) -> None:
+        """Count a routed request that failed (the driver decides what failed means)."""
+        self._counters[route.shard].failed += 1

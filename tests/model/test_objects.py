@@ -192,3 +192,23 @@ def test_thresholds_parse_like_k6(
     threshold = parse_threshold(expression)
     assert (threshold.metric, threshold.operator, threshold.value) == (metric, operator, value)
     assert threshold.holds(value - 0.001) == (operator in ("<", "<="))
+
+
+def test_assigning_a_field_keeps_the_object_whole() -> None:
+    web = ReplicatedService(image="x:v1", ports=[8080])
+    web.status = None
+    web.spec.replicas = 3
+    assert web.api_version == "patterns.shoal.dev/v1"
+    assert web.to_dict()["apiVersion"] == "patterns.shoal.dev/v1"
+
+
+def test_times_are_utc_rfc3339() -> None:
+    from datetime import datetime, timedelta, timezone
+
+    from shoal.model import Condition
+
+    naive = Condition(type="Ready", status="True", last_transition_time=datetime(2025, 1, 1))
+    assert naive.to_dict()["lastTransitionTime"] == "2025-01-01T00:00:00Z"
+    zoned = datetime(2025, 1, 1, 2, 0, 0, 500, tzinfo=timezone(timedelta(hours=2)))
+    aware = Condition(type="Ready", status="True", last_transition_time=zoned)
+    assert aware.to_dict()["lastTransitionTime"] == "2025-01-01T00:00:00.000500Z"

@@ -9,14 +9,33 @@ own validation is split the same way, and so are its messages.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any, ClassVar
+from datetime import UTC, datetime
+from typing import Annotated, Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import AfterValidator, BaseModel, ConfigDict, PlainSerializer
 from pydantic.alias_generators import to_camel
 
 from shoal.model._paths import Key, Path
 
-__all__ = ["Check", "ShoalModel", "iter_issues"]
+__all__ = ["Check", "ShoalModel", "Time", "iter_issues"]
+
+
+def _utc(value: datetime) -> datetime:
+    # A time without a zone is taken as UTC, as Kubernetes writes every time in UTC.
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _rfc3339(value: datetime) -> str:
+    text = value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S")
+    if value.microsecond:
+        text += f".{value.microsecond:06d}"
+    return text + "Z"
+
+
+Time = Annotated[
+    datetime, AfterValidator(_utc), PlainSerializer(_rfc3339, return_type=str, when_used="json")
+]
+"""A point in time, always UTC, written as RFC 3339 (``2026-11-23T19:42:37Z``)."""
 
 Check = tuple[Path, str]
 """A problem found by a model's cross-field rules: the path (relative to the model) and the message."""

@@ -12,13 +12,12 @@ import base64
 import binascii
 import re
 from collections.abc import Iterator
-from datetime import datetime
 from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import Field
 
 from shoal.model import _syntax
-from shoal.model._base import Check, ShoalModel
+from shoal.model._base import Check, ShoalModel, Time
 from shoal.model._paths import Key
 from shoal.model.meta import (
     KindInfo,
@@ -559,7 +558,7 @@ class ContainerStateWaiting(ShoalModel):
 
 
 class ContainerStateRunning(ShoalModel):
-    started_at: datetime | None = None
+    started_at: Time | None = None
 
 
 class ContainerStateTerminated(ShoalModel):
@@ -567,8 +566,8 @@ class ContainerStateTerminated(ShoalModel):
     signal: int | None = None
     reason: str | None = None
     message: str | None = None
-    started_at: datetime | None = None
-    finished_at: datetime | None = None
+    started_at: Time | None = None
+    finished_at: Time | None = None
 
 
 class ContainerState(ShoalModel):
@@ -594,8 +593,8 @@ class ContainerStatus(ShoalModel):
 class PodCondition(ShoalModel):
     type: str
     status: Literal["True", "False", "Unknown"]
-    last_probe_time: datetime | None = None
-    last_transition_time: datetime | None = None
+    last_probe_time: Time | None = None
+    last_transition_time: Time | None = None
     reason: str | None = None
     message: str | None = None
 
@@ -615,7 +614,7 @@ class PodStatus(ShoalModel):
     host_ips: list[PodIP] | None = Field(default=None, alias="hostIPs")
     pod_ip: str | None = Field(default=None, alias="podIP")
     pod_ips: list[PodIP] | None = Field(default=None, alias="podIPs")
-    start_time: datetime | None = None
+    start_time: Time | None = None
     container_statuses: list[ContainerStatus] | None = None
     qos_class: str | None = None
 
@@ -716,8 +715,8 @@ class DeploymentSpec(ShoalModel):
 class DeploymentCondition(ShoalModel):
     type: str
     status: Literal["True", "False", "Unknown"]
-    last_update_time: datetime | None = None
-    last_transition_time: datetime | None = None
+    last_update_time: Time | None = None
+    last_transition_time: Time | None = None
     reason: str | None = None
     message: str | None = None
 
@@ -987,9 +986,9 @@ class Event(KubeObject):
     message: str | None = None
     type: Literal["Normal", "Warning"] | None = None
     count: int | None = Field(default=None, ge=0)
-    first_timestamp: datetime | None = None
-    last_timestamp: datetime | None = None
-    event_time: datetime | None = None
+    first_timestamp: Time | None = None
+    last_timestamp: Time | None = None
+    event_time: Time | None = None
     source: EventSource | None = None
     reporting_component: str | None = None
     reporting_instance: str | None = None

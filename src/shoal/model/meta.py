@@ -5,13 +5,12 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any, ClassVar, Literal
 
 from pydantic import Field, model_validator
 
 from shoal.model import _syntax
-from shoal.model._base import Check, ShoalModel
+from shoal.model._base import Check, ShoalModel, Time
 from shoal.model._paths import Key
 
 __all__ = [
@@ -49,7 +48,7 @@ class ManagedFieldsEntry(ShoalModel):
     manager: str | None = None
     operation: Literal["Apply", "Update"] | None = None
     api_version: str | None = None
-    time: datetime | None = None
+    time: Time | None = None
     fields_type: str | None = None
     fields_v1: dict[str, Any] | None = Field(default=None, alias="fieldsV1")
     subresource: str | None = None
@@ -70,8 +69,8 @@ class ObjectMeta(ShoalModel):
     """Set by the server; changes on every write (compare for equality only)."""
     generation: int | None = Field(default=None, ge=0)
     """Set by the server; counts changes to the desired state (spec)."""
-    creation_timestamp: datetime | None = None
-    deletion_timestamp: datetime | None = None
+    creation_timestamp: Time | None = None
+    deletion_timestamp: Time | None = None
     deletion_grace_period_seconds: int | None = Field(default=None, ge=0)
     labels: dict[str, str] | None = None
     annotations: dict[str, str] | None = None
@@ -181,7 +180,7 @@ class Condition(ShoalModel):
     """CamelCase, e.g. ``Ready``, ``Succeeded``."""
     status: Literal["True", "False", "Unknown"]
     observed_generation: int | None = Field(default=None, ge=0)
-    last_transition_time: datetime | None = None
+    last_transition_time: Time | None = None
     """When ``status`` last changed (not when the condition was last written)."""
     reason: str | None = Field(default=None, max_length=1024, pattern=_CONDITION_REASON)
     """A CamelCase word a program can switch on."""
@@ -258,7 +257,8 @@ class KubeObject(ShoalModel):
     def _fill_type_fields(cls, data: Any) -> Any:
         # Python users need not repeat apiVersion and kind; YAML users who wrote them are checked.
         info = getattr(cls, "INFO", None)
-        if info is None or not isinstance(data, dict):
+        if info is None or not isinstance(data, dict) or "api_version" in data:
+            # On assignment pydantic passes the fields by name: they were filled in already.
             return data
         data = dict(data)
         api_version = data.get("apiVersion", data.get("api_version"))

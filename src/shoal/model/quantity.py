@@ -53,6 +53,8 @@ class Quantity:
         if isinstance(raw, int | Decimal):
             return cls(Decimal(raw), str(raw))
         if isinstance(raw, float):
+            if raw != raw or raw in (float("inf"), float("-inf")):
+                raise ValueError(f"must be a finite quantity such as 10k or 500m, got {raw!r}")
             text = repr(raw)
             return cls(Decimal(text), text)
         text = raw.strip()

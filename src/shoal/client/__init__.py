@@ -1,0 +1,49 @@
+"""The client layer: what controllers need from an API, and the runtime that drives them.
+
+* :mod:`~shoal.client.protocol`: the calls (list, watch, get, create, update, delete) and errors;
+* :mod:`~shoal.client.informers`: list-then-watch caches that report changed keys;
+* :mod:`~shoal.client.queueing`: the de-duplicating work queue with back-off;
+* :mod:`~shoal.client.runtime`: controllers as idempotent ``reconcile(key)``;
+* :mod:`~shoal.client.clock`: real and fake time.
+
+The HTTP implementation of the protocol (for shoal's API server and Kubernetes) comes with the
+API server.
+"""
+
+from shoal.client.clock import Clock, FakeClock, LoopClock
+from shoal.client.informers import Informer, InformerSettings
+from shoal.client.protocol import (
+    APIConflict,
+    APINotFound,
+    ListResult,
+    ObjectAPI,
+    ResourceRef,
+    WatchEvent,
+    WatchExpired,
+    object_key,
+)
+from shoal.client.queueing import QueueSettings, QueueShutDown, WorkQueue, backoff_delay
+from shoal.client.runtime import Controller, ControllerSettings, Result
+
+__all__ = [
+    "APIConflict",
+    "APINotFound",
+    "Clock",
+    "Controller",
+    "ControllerSettings",
+    "FakeClock",
+    "Informer",
+    "InformerSettings",
+    "ListResult",
+    "LoopClock",
+    "ObjectAPI",
+    "QueueSettings",
+    "QueueShutDown",
+    "ResourceRef",
+    "Result",
+    "WatchEvent",
+    "WatchExpired",
+    "WorkQueue",
+    "backoff_delay",
+    "object_key",
+]

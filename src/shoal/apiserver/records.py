@@ -1,0 +1,170 @@
+"""
+What the store holds and returns: keys, object versions, events, pages and writes.
+
+Key format
+----------
+``/registry/<group>/<resource>/<namespace>/<name>`` for a namespaced object and
+``/registry/<group>/<resource>/<name>`` for a cluster-scoped one. ``<group>`` is the API group, with
+the core group (``""``) spelled ``core`` (no other group can be: they contain a dot); ``<resource>``
+is the plural resource name. A collection's prefix ends in ``/``, so ``.../pods/ns1/`` never
+matches ``ns10``. Versions are not in the key: an object is stored once, in one version.
+
+Records are frozen: an object's body is kept as the JSON text that was stored (``raw``), and
+``value`` decodes a fresh dict on each access, so one event can be handed to many watchers.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+__all__ = [
+    "Create",
+    "Delete",
+    "Entry",
+    "Event",
+    "EventType",
+    "Page",
+    "Update",
+    "Write",
+    "collection_key",
+    "encode",
+    "object_key",
+    "prefix_bounds",
+]
+
+
+def _check_segment(kind: str, value: str) -> str:
+    if not value or "/" in value or value in {".", ".."} or "\x00" in value:
+        raise ValueError(f"{kind} {value!r} must be non-empty and must not contain '/'")
+    return value
+
+
+def collection_key(group: str, resource: str, namespace: str | None = None) -> str:
+    """The key prefix of a collection, ending in ``/``: ``/registry/<group>/<resource>/[<ns>/]``.
+
+    The core group (``""``) is spelled ``core``, which no other API group can be (they contain
+    a dot). Without ``namespace``, the prefix covers every namespace of a namespaced resource.
+    """
+    parts = ["", "registry", _check_segment("group", group or "core")]
+    parts.append(_check_segment("resource", resource))
+    if namespace is not None:
+        parts.append(_check_segment("namespace", namespace))
+    return "/".join(parts) + "/"
+
+
+def object_key(group: str, resource: str, name: str, namespace: str | None = None) -> str:
+    """The key of one object: ``/registry/<group>/<resource>/[<namespace>/]<name>``."""
+    return collection_key(group, resource, namespace) + _check_segment("name", name)
+
+
+def prefix_bounds(prefix: str) -> tuple[str, str | None]:
+    """The key range ``[low, high)`` holding exactly the keys that start with ``prefix``."""
+    if not prefix:
+        return "", None
+    return prefix, prefix[:-1] + chr(ord(prefix[-1]) + 1)
+
+
+class EventType(StrEnum):
+    """What a log row did to its key, in Kubernetes watch-event words."""
+
+    ADDED = "ADDED"
+    MODIFIED = "MODIFIED"
+    DELETED = "DELETED"
+
+
+def _decode(raw: str) -> dict[str, Any]:
+    value = json.loads(raw)
+    assert isinstance(value, dict)
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """One stored object: its JSON text, its revision (resourceVersion) and creation revision.
+
+    The body is stored exactly as written; the server sets ``metadata.resourceVersion`` to
+    ``str(revision)`` on the way out.
+    """
+
+    key: str
+    raw: str
+    """The object's JSON text, as stored."""
+    revision: int
+    """The revision of the write that produced this version (for a deleted object: the delete's)."""
+    create_revision: int
+    """The revision that created the object."""
+
+    @property
+    def value(self) -> dict[str, Any]:
+        """The object, decoded afresh on every access (the caller owns the dict)."""
+        return _decode(self.raw)
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One committed write, as a watcher sees it. DELETED carries the object's last value."""
+
+    type: EventType
+    key: str
+    raw: str
+    """The object's JSON text, as stored."""
+    revision: int
+    create_revision: int
+
+    @property
+    def value(self) -> dict[str, Any]:
+        """The object, decoded afresh on every access (the caller owns the dict)."""
+        return _decode(self.raw)
+
+    @property
+    def entry(self) -> Entry:
+        """The object version this event produced."""
+        return Entry(self.key, self.raw, self.revision, self.create_revision)
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    """One page of a list: objects in key order, all as of ``revision``."""
+
+    entries: tuple[Entry, ...]
+    revision: int
+    """The snapshot revision: the list's resourceVersion, the same for every page of a list."""
+    continue_token: str | None
+    """Opaque; pass it back to get the next page. None on the last page."""
+
+
+@dataclass(frozen=True, slots=True)
+class Create:
+    """Store a new object at ``key`` (:class:`AlreadyExistsError` if one is live there)."""
+
+    key: str
+    raw: str
+
+
+@dataclass(frozen=True, slots=True)
+class Update:
+    """Replace the object at ``key``; with ``expected_revision``, only if that is still current."""
+
+    key: str
+    raw: str
+    expected_revision: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class Delete:
+    """Delete the object at ``key``; with ``expected_revision``, only if that is still current."""
+
+    key: str
+    expected_revision: int | None = None
+
+
+Write = Create | Update | Delete
+
+
+def encode(value: Mapping[str, Any]) -> str:
+    """The compact JSON text stored for ``value`` (NaN and infinities are not JSON: ValueError)."""
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)

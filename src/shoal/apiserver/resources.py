@@ -180,9 +180,9 @@ class Registry:
             key = (resource.group, resource.version, resource.plural)
             existing = self._resources.get(key)
             if existing is not None and existing.model is not None:
-                raise ValueError(
-                    f"{resource.plural}.{resource.group} is built in and cannot be redefined"
-                )
+                # shoal's own kinds are built in: their CRD (from `shoal render`) is accepted and
+                # stored, so Kubernetes manifests apply here unchanged, but the model serves them.
+                continue
             self._add(resource)
             added.append(resource)
         self._by_crd[crd["metadata"]["name"]] = added

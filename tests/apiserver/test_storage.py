@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -26,6 +28,17 @@ from shoal.apiserver.records import Create, encode
 from shoal.errors import PermanentError, RetryableError
 
 PODS = collection_key("", "pods", "default")
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> StorageSettings:
+    return StorageSettings(path=tmp_path / "store.db", compaction_interval=3600.0)
+
+
+@pytest.fixture
+def store(settings: StorageSettings) -> Iterator[Store]:
+    with Store(settings) as opened:
+        yield opened
 
 
 def pod(name: str) -> str:

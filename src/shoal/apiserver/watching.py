@@ -244,11 +244,12 @@ class Watch:
             self._position = events[-1].revision
 
     def close(self) -> None:
-        """Stop watching (idempotent); iteration then stops."""
+        """Stop watching (idempotent); iteration then stops, also in a task waiting on it."""
         self._closed = True
         self._buffer.clear()
         if self._subscription is not None:
             self._broadcaster.unsubscribe(self._subscription)
+            self._subscription.end()
             self._subscription = None
 
     async def __aenter__(self) -> Watch:

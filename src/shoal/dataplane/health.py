@@ -322,9 +322,10 @@ class OutlierDetector:
         """Readmit every endpoint whose ejection has ended by ``now``."""
         events: list[OutlierEvent] = []
         for address, watched in self._endpoints.items():
-            if watched.ejected_until is not None and watched.ejected_until <= now:
-                self._readmit(watched, watched.ejected_until)
-                events.append(Readmitted(address, watched.ejected_until, "ejection time over"))
+            until = watched.ejected_until
+            if until is not None and until <= now:
+                self._readmit(watched, until)
+                events.append(Readmitted(address, until, "ejection time over"))
         return events
 
     def readmit(self, address: str, now: float) -> list[OutlierEvent]:

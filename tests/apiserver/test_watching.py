@@ -291,14 +291,14 @@ class TestAsyncStore:
                     got.append(item)
 
         async def start_watchers(tasks: asyncio.TaskGroup) -> None:
-            while not writers_done.is_set():
+            while not writers_done.is_set() and len(watches) < 40:
                 current = store.published_revision
                 start = rng.choice([1, max(1, current - rng.randrange(30)), current])
                 watch = store.watch(PODS, start)
                 got: list[Event | Bookmark] = []
                 watches.append((watch, start, got))
                 tasks.create_task(follow(watch, got))
-                await asyncio.sleep(rng.random() / 500)
+                await asyncio.sleep(rng.random() / 100)
 
         async with asyncio.timeout(WAIT * 3), asyncio.TaskGroup() as tasks:
             tasks.create_task(start_watchers(tasks))

@@ -1,0 +1,677 @@
+"""The HTTP face of the API server: Kubernetes paths, verbs, query parameters and bodies.
+
+One catch-all route hands every request to :func:`_dispatch`, which parses the path
+(:mod:`~shoal.apiserver.paths`) against the registry as it is *now* (CRDs come and go at run
+time) and calls :class:`~shoal.apiserver.service.ObjectService`. Two middlewares wrap it: bearer
+token authentication (``/healthz``, ``/livez``, ``/readyz`` and ``/version`` are open) and the
+error boundary, which turns every :class:`~shoal.apiserver.status.APIError` into a Kubernetes
+``Status`` and anything unexpected into a 500 ``InternalError`` with a generic message (logged
+with its traceback; the request itself is not logged, so neither is the token).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import math
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, cast
+
+import yaml
+from aiohttp import web
+
+from shoal.apiserver import openapi
+from shoal.apiserver.paths import Discovery, ObjectPath, parse_path
+from shoal.apiserver.resources import Resource
+from shoal.apiserver.security import tokens_equal
+from shoal.apiserver.selectors import (
+    SelectorError,
+    parse_field_selector,
+    parse_label_selector,
+)
+from shoal.apiserver.service import (
+    DeleteOptions,
+    ObjectService,
+    Propagation,
+    WriteOptions,
+    WriteResult,
+)
+from shoal.apiserver.simplepatch import PatchError, apply_json_patch, apply_merge_patch
+from shoal.apiserver.status import APIError
+from shoal.apiserver.tables import table_for, table_spec_for
+from shoal.apiserver.validating import parse_field_validation
+from shoal.apiserver.watchstream import DEFAULT_TIMEOUT, WatchRequest, check_watch_list, serve_watch
+
+__all__ = ["SERVICE", "ServerInfo", "make_app"]
+
+logger = logging.getLogger(__name__)
+
+Body = dict[str, Any]
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+OPEN_PATHS = frozenset({"/healthz", "/livez", "/readyz", "/version"})
+MAX_BODY = 3 * 1024 * 1024  # Kubernetes' limit for a request body
+JSON_PATCH = "application/json-patch+json"
+MERGE_PATCH = "application/merge-patch+json"
+STRATEGIC_PATCH = "application/strategic-merge-patch+json"
+APPLY_PATCH = "application/apply-patch+yaml"
+
+
+@dataclass(frozen=True, slots=True)
+class ServerInfo:
+    """What ``/version`` says, and the token clients must present."""
+
+    token: str
+    git_version: str = "v1.37.0-shoal"
+    address: str = "127.0.0.1:6443"
+
+
+SERVICE = web.AppKey("service", ObjectService)
+INFO = web.AppKey("info", ServerInfo)
+
+
+def make_app(service: ObjectService, info: ServerInfo) -> web.Application:
+    """The aiohttp application serving the Kubernetes API over ``service``."""
+    app = web.Application(middlewares=[_errors, _authenticate], client_max_size=MAX_BODY)
+    app[SERVICE] = service
+    app[INFO] = info
+    app.router.add_route("*", "/{tail:.*}", _dispatch)
+    return app
+
+
+# -- middlewares ------------------------------------------------------------------------------
+
+
+def status_response(error: APIError) -> web.Response:
+    headers = {}
+    if error.retry_after_seconds is not None:
+        headers["Retry-After"] = str(error.retry_after_seconds)
+    return web.json_response(error.to_status(), status=error.code, headers=headers)
+
+
+@web.middleware
+async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except APIError as error:
+        return status_response(error)
+    except web.HTTPRequestEntityTooLarge:
+        return status_response(
+            APIError("RequestEntityTooLarge", "the request body is larger than 3 MiB")
+        )
+    except web.HTTPException as error:
+        reason = {400: "BadRequest", 404: "NotFound", 405: "MethodNotAllowed"}.get(
+            error.status, "BadRequest"
+        )
+        return status_response(APIError(reason, error.reason or "bad request"))
+    except (ConnectionResetError, TimeoutError):
+        raise
+    except Exception:
+        logger.exception("internal error answering %s %s", request.method, request.path)
+        return status_response(
+            APIError("InternalError", "an internal error occurred; see the server's log")
+        )
+
+
+@web.middleware
+async def _authenticate(request: web.Request, handler: Handler) -> web.StreamResponse:
+    if request.path in OPEN_PATHS:
+        return await handler(request)
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not tokens_equal(token.strip(), request.app[INFO].token):
+        raise APIError("Unauthorized", "Unauthorized")
+    return await handler(request)
+
+
+# -- dispatch ---------------------------------------------------------------------------------
+
+NOT_FOUND = "the server could not find the requested resource"
+
+
+async def _dispatch(request: web.Request) -> web.StreamResponse:
+    path = request.path
+    if path in ("/healthz", "/livez", "/readyz"):
+        return web.Response(text="ok", content_type="text/plain")
+    if path == "/version":
+        _only(request, "GET")
+        return web.json_response(_version(request.app[INFO]))
+    if path == "/openapi/v3" or path.startswith("/openapi/v3/"):
+        _only(request, "GET")
+        return web.json_response(openapi.answer(request.app[SERVICE].registry, path))
+    service = request.app[SERVICE]
+    registry = service.registry
+    target = parse_path(path, lambda g, v, p: registry.lookup(g, v, p) is not None)
+    if target is None:
+        raise APIError("NotFound", NOT_FOUND)
+    if isinstance(target, Discovery):
+        _only(request, "GET")
+        return web.json_response(_discovery(request, target))
+    return await _resource_request(request, service, target)
+
+
+def _only(request: web.Request, *methods: str) -> None:
+    if request.method not in methods and not (request.method == "HEAD" and "GET" in methods):
+        raise APIError(
+            "MethodNotAllowed", "the server does not allow this method on the requested resource"
+        )
+
+
+def _version(info: ServerInfo) -> Body:
+    major, minor = info.git_version.lstrip("v").split(".")[:2]
+    return {
+        "major": major,
+        "minor": minor,
+        "gitVersion": info.git_version,
+        "gitCommit": "0000000000000000000000000000000000000000",
+        "gitTreeState": "clean",
+        "buildDate": "2026-01-01T00:00:00Z",
+        "goVersion": "python",
+        "compiler": "cpython",
+        "platform": "linux/amd64",
+    }
+
+
+def _discovery(request: web.Request, target: Discovery) -> Body:
+    registry = request.app[SERVICE].registry
+    if target.what == "api":
+        return registry.api_versions(request.app[INFO].address)
+    if target.what == "apis":
+        return registry.group_list()
+    if target.what == "group":
+        group = registry.group(target.group)
+        if group is None:
+            raise APIError("NotFound", NOT_FOUND)
+        return group
+    resources = registry.resource_list(target.group, target.version)
+    if resources is None:
+        raise APIError("NotFound", NOT_FOUND)
+    return resources
+
+
+# -- resources --------------------------------------------------------------------------------
+
+
+async def _resource_request(
+    request: web.Request, service: ObjectService, target: ObjectPath
+) -> web.StreamResponse:
+    resource = service.registry.lookup(target.group, target.version, target.plural)
+    if resource is None:
+        raise APIError("NotFound", NOT_FOUND)
+    if target.namespace is not None and not resource.namespaced:
+        raise APIError("NotFound", NOT_FOUND)
+    if target.subresource not in (None, "status") or (
+        target.subresource == "status" and not resource.status_subresource
+    ):
+        raise APIError("NotFound", NOT_FOUND)
+    if resource.namespaced and target.name is not None and target.namespace is None:
+        raise APIError("NotFound", NOT_FOUND)
+    method = request.method
+    query = request.query
+    if target.name is None:
+        if method in ("GET", "HEAD"):
+            if query.get("watch") in ("1", "true"):
+                return await _watch(request, service, resource, target)
+            return await _list(request, service, resource, target)
+        if method == "POST":
+            return await _create(request, service, resource, target)
+        if method == "DELETE":
+            return await _delete_collection(request, service, resource, target)
+        raise APIError(
+            "MethodNotAllowed", f"the server does not allow this method on {target.plural}"
+        )
+    if method in ("GET", "HEAD"):
+        obj = await service.get(resource, target.namespace, target.name)
+        return _object_response(request, resource, obj)
+    if method == "PUT":
+        body = await _body(request)
+        result = await service.update(
+            resource,
+            target.namespace,
+            target.name,
+            body,
+            _write_options(request),
+            subresource=target.subresource,
+        )
+        return _write_response(request, resource, result, 200)
+    if method == "PATCH":
+        return await _patch(request, service, resource, target)
+    if method == "DELETE" and target.subresource is None:
+        options = await _delete_options(request)
+        obj, gone = await service.delete(resource, target.namespace, target.name, options)
+        return _object_response(request, resource, obj, status=200 if gone else 202)
+    raise APIError(
+        "MethodNotAllowed", "the server does not allow this method on the requested resource"
+    )
+
+
+def _write_options(request: web.Request) -> WriteOptions:
+    query = request.query
+    dry_run = query.getall("dryRun", [])
+    for value in dry_run:
+        if value != "All":
+            raise APIError(
+                "BadRequest", f'Invalid dry run value: "{value}": supported values: "All"'
+            )
+    manager = (
+        query.get("fieldManager") or request.headers.get("User-Agent", "unknown").split("/")[0]
+    )
+    if len(manager) > 128:
+        raise APIError(
+            "BadRequest", "fieldManager: Too long: may not be longer than 128 characters"
+        )
+    return WriteOptions(
+        dry_run=bool(dry_run),
+        field_validation=parse_field_validation(query.get("fieldValidation")),
+        manager=manager or "unknown",
+    )
+
+
+async def _body(request: web.Request) -> Body:
+    raw = await request.read()
+    content_type = request.content_type
+    if not raw.strip():
+        raise APIError("BadRequest", "the request body is empty; send the object as JSON or YAML")
+    data = _decode(raw, content_type)
+    if not isinstance(data, dict):
+        raise APIError("BadRequest", "the request body must be a JSON object")
+    return data
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def _decode(raw: bytes, content_type: str) -> Any:
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise APIError("BadRequest", "the request body is not UTF-8") from None
+    try:
+        if "yaml" in content_type:
+            data = yaml.safe_load(text)
+            _check_finite(data)
+            return data
+        return json.loads(text, parse_constant=_reject_constant)
+    except (ValueError, yaml.YAMLError, RecursionError) as error:
+        what = "YAML" if "yaml" in content_type else "JSON"
+        raise APIError("BadRequest", f"the request body is not valid {what}: {error}") from None
+
+
+def _check_finite(value: Any) -> None:
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, float) and not math.isfinite(item):
+            raise ValueError("NaN and infinities are not allowed")
+        if isinstance(item, dict):
+            for key in item:
+                if not isinstance(key, str):
+                    raise ValueError(f"object keys must be strings, got {key!r}")
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+        elif not isinstance(item, str | int | float | bool | type(None)):
+            raise ValueError(f"unsupported YAML value of type {type(item).__name__}")
+
+
+def _int_param(request: web.Request, name: str) -> int | None:
+    raw = request.query.get(name)
+    if raw in (None, ""):
+        return None
+    if not raw.isdigit():
+        raise APIError("BadRequest", f"{name}: must be a non-negative integer, got {raw!r}")
+    return int(raw)
+
+
+def _selectors(request: web.Request) -> tuple[Any, Any]:
+    try:
+        labels = parse_label_selector(request.query.get("labelSelector"))
+        fields = parse_field_selector(request.query.get("fieldSelector"))
+    except SelectorError as error:
+        raise APIError("BadRequest", str(error)) from None
+    return labels, fields
+
+
+# -- output formats ---------------------------------------------------------------------------
+
+
+def _accepts(request: web.Request) -> str:
+    """``Table``, ``PartialObjectMetadata`` or ``json`` from the Accept header."""
+    for part in request.headers.get("Accept", "").split(","):
+        params = dict(p.strip().split("=", 1) for p in part.split(";")[1:] if "=" in p)
+        media = part.split(";")[0].strip()
+        if media not in ("application/json", "*/*", "application/*"):
+            if media == "application/yaml":
+                return "json"
+            continue
+        as_ = params.get("as")
+        if as_ is None:
+            return "json"
+        if params.get("g") == "meta.k8s.io" and params.get("v") in ("v1", "v1beta1"):
+            if as_ == "Table":
+                return "Table"
+            if as_ in ("PartialObjectMetadata", "PartialObjectMetadataList"):
+                return "PartialObjectMetadata"
+    if request.headers.get("Accept") and not any(
+        m in request.headers.get("Accept", "") for m in ("json", "*/*", "yaml")
+    ):
+        raise APIError("NotAcceptable", "only application/json is served")
+    return "json"
+
+
+def _table(request: web.Request, resource: Resource, items: list[Body], **meta: Any) -> Body:
+    spec = table_spec_for(resource.kind, resource.printer_columns)
+    include = request.query.get("includeObject") or "Metadata"
+    if include not in ("None", "Metadata", "Object"):
+        raise APIError("BadRequest", f"includeObject: Unsupported value: {include!r}")
+    table = table_for(spec, items, include_object=include, **meta)
+    dates = [i for i, c in enumerate(table["columnDefinitions"]) if c["type"] == "date"]
+    now = dt.datetime.now(dt.UTC)
+    for row in table["rows"]:
+        for i in dates:
+            row["cells"][i] = human_age(row["cells"][i], now)
+    return table
+
+
+def human_age(value: Any, now: dt.datetime) -> Any:
+    """A timestamp cell as the age kubectl shows (``45s``, ``3m12s``, ``5h``, ``12d``), the way
+    the Kubernetes API server fills date columns; other values are left as they are."""
+    if not isinstance(value, str):
+        return "<unknown>" if value is None else value
+    try:
+        then = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return value
+    if then.tzinfo is None:
+        then = then.replace(tzinfo=dt.UTC)
+    seconds = int((now - then).total_seconds())
+    if seconds < -1:
+        return "<invalid>"
+    seconds = max(seconds, 0)
+    minutes, hours, days = seconds // 60, seconds // 3600, seconds // 86400
+    if seconds < 120:
+        return f"{seconds}s"
+    if minutes < 10:
+        return f"{minutes}m{seconds % 60}s" if seconds % 60 else f"{minutes}m"
+    if hours < 3:
+        return f"{minutes}m"
+    if hours < 8:
+        return f"{hours}h{minutes % 60}m" if minutes % 60 else f"{hours}h"
+    if hours < 48:
+        return f"{hours}h"
+    if days < 8:
+        return f"{days}d{hours % 24}h" if hours % 24 else f"{days}d"
+    if days < 365 * 2:
+        return f"{days}d"
+    years = days // 365
+    if years < 8:
+        return f"{years}y{days % 365}d" if days % 365 else f"{years}y"
+    return f"{years}y"
+
+
+def _partial(obj: Body) -> Body:
+    return {
+        "kind": "PartialObjectMetadata",
+        "apiVersion": "meta.k8s.io/v1",
+        "metadata": obj.get("metadata", {}),
+    }
+
+
+def _object_response(
+    request: web.Request,
+    resource: Resource,
+    obj: Body,
+    *,
+    status: int = 200,
+    warnings: list[str] | None = None,
+) -> web.Response:
+    form = _accepts(request)
+    if form == "Table":
+        body = _table(
+            request, resource, [obj], resource_version=obj["metadata"].get("resourceVersion", "")
+        )
+    elif form == "PartialObjectMetadata":
+        body = _partial(obj)
+    else:
+        body = obj
+    response = web.json_response(body, status=status)
+    for warning in warnings or ():
+        response.headers.add("Warning", f'299 - "{_quote(warning)}"')
+    return response
+
+
+def _quote(text: str) -> str:
+    return text.replace("\\", "\\\\").replace('"', '\\"')
+
+
+def _write_response(
+    request: web.Request, resource: Resource, result: WriteResult, status: int
+) -> web.Response:
+    return _object_response(
+        request, resource, result.object, status=status, warnings=result.warnings
+    )
+
+
+# -- verbs ------------------------------------------------------------------------------------
+
+
+async def _list(
+    request: web.Request, service: ObjectService, resource: Resource, target: ObjectPath
+) -> web.Response:
+    labels, fields = _selectors(request)
+    limit = _int_param(request, "limit")
+    rv = request.query.get("resourceVersion")
+    match = request.query.get("resourceVersionMatch")
+    if match not in (None, "", "Exact", "NotOlderThan"):
+        raise APIError("BadRequest", f"resourceVersionMatch: Unsupported value: {match!r}")
+    revision = None
+    if rv not in (None, "", "0"):
+        if not rv.isdigit():
+            raise APIError(
+                "BadRequest", f"invalid resourceVersion {rv!r}: must be a storage revision"
+            )
+        current = await service.store.current_revision()
+        if match == "Exact" or int(rv) > current:
+            revision = int(rv)  # the store answers 504 Timeout for a revision not reached
+    result = await service.list(
+        resource,
+        target.namespace,
+        labels=labels,
+        fields=fields,
+        limit=limit,
+        continue_token=request.query.get("continue") or None,
+        revision=revision,
+    )
+    form = _accepts(request)
+    if form == "Table":
+        body = _table(
+            request,
+            resource,
+            result.items,
+            resource_version=str(result.revision),
+            continue_token=result.continue_token,
+        )
+        return web.json_response(body)
+    metadata: Body = {"resourceVersion": str(result.revision)}
+    if result.continue_token:
+        metadata["continue"] = result.continue_token
+    if form == "PartialObjectMetadata":
+        return web.json_response(
+            {
+                "kind": "PartialObjectMetadataList",
+                "apiVersion": "meta.k8s.io/v1",
+                "metadata": metadata,
+                "items": [_partial(item) for item in result.items],
+            }
+        )
+    return web.json_response(
+        {
+            "kind": resource.list_kind,
+            "apiVersion": resource.api_version,
+            "metadata": metadata,
+            "items": result.items,
+        }
+    )
+
+
+async def _watch(
+    request: web.Request, service: ObjectService, resource: Resource, target: ObjectPath
+) -> web.StreamResponse:
+    labels, fields = _selectors(request)
+    timeout = _int_param(request, "timeoutSeconds")
+    form = _accepts(request)
+
+    def encode(obj: Body) -> Body:
+        if form == "Table":
+            return _table(
+                request, resource, [obj], resource_version=obj["metadata"]["resourceVersion"]
+            )
+        if form == "PartialObjectMetadata":
+            return _partial(obj)
+        return obj
+
+    watch = WatchRequest(
+        resource=resource,
+        namespace=target.namespace,
+        labels=labels,
+        fields=fields,
+        resource_version=request.query.get("resourceVersion"),
+        bookmarks=request.query.get("allowWatchBookmarks") == "true",
+        send_initial_events=check_watch_list(request.query),
+        timeout=float(timeout) if timeout else DEFAULT_TIMEOUT,
+    )
+    return await serve_watch(request, service, watch, encode)
+
+
+async def _create(
+    request: web.Request, service: ObjectService, resource: Resource, target: ObjectPath
+) -> web.Response:
+    body = await _body(request)
+    for key, expected in (("apiVersion", resource.api_version), ("kind", resource.kind)):
+        value = body.get(key)
+        if (
+            value is not None
+            and value != expected
+            and not (
+                key == "apiVersion"
+                and resource.model is not None
+                and isinstance(value, str)
+                and resource.model.INFO.accepts_api_version(value)
+            )
+        ):
+            raise APIError(
+                "BadRequest",
+                f"the {key} in the data ({value}) does not match the expected {key} ({expected})",
+            )
+    result = await service.create(resource, target.namespace, body, _write_options(request))
+    return _write_response(request, resource, result, 201)
+
+
+def _patcher(request: web.Request, resource: Resource, patch: Any) -> Callable[[Body], Body]:
+    content_type = request.content_type
+    if content_type == JSON_PATCH:
+        apply = apply_json_patch
+    elif content_type == MERGE_PATCH:
+        apply = apply_merge_patch
+    else:
+        accepted = f"{JSON_PATCH}, {MERGE_PATCH}"
+        raise APIError(
+            "UnsupportedMediaType",
+            f"the body of the request was in an unknown format - accepted media types include: "
+            f"{accepted}",
+        )
+
+    def run(current: Body) -> Body:
+        try:
+            patched = apply(current, patch)
+        except PatchError as error:
+            if error.malformed:
+                raise APIError("BadRequest", f"the patch is not valid: {error}") from None
+            raise APIError("Invalid", f"the patch does not apply: {error}") from None
+        if not isinstance(patched, dict):
+            raise APIError("BadRequest", "the patched object is not a JSON object")
+        return patched
+
+    return run
+
+
+async def _patch(
+    request: web.Request, service: ObjectService, resource: Resource, target: ObjectPath
+) -> web.Response:
+    assert target.name is not None
+    raw = await request.read()
+    if request.content_type in (STRATEGIC_PATCH, APPLY_PATCH) or request.content_type not in (
+        JSON_PATCH,
+        MERGE_PATCH,
+    ):
+        _patcher(request, resource, None)  # raises 415
+    patch = _decode(raw, "json")
+    apply = _patcher(request, resource, patch)
+    result = await service.patch(
+        resource,
+        target.namespace,
+        target.name,
+        apply,
+        _write_options(request),
+        subresource=target.subresource,
+    )
+    return _write_response(request, resource, result, 200)
+
+
+async def _delete_options(request: web.Request) -> DeleteOptions:
+    raw = await request.read()
+    body: Mapping[str, Any] = {}
+    if raw.strip():
+        decoded = _decode(raw, request.content_type)
+        if not isinstance(decoded, dict):
+            raise APIError("BadRequest", "DeleteOptions must be a JSON object")
+        body = decoded
+    query = request.query
+    policy = query.get("propagationPolicy") or body.get("propagationPolicy")
+    orphan = query.get("orphanDependents") or body.get("orphanDependents")
+    if policy is None and orphan in (True, "true"):
+        policy = "Orphan"
+    if policy is None:
+        policy = "Background"
+    if policy not in ("Background", "Foreground", "Orphan"):
+        raise APIError(
+            "BadRequest",
+            f'propagationPolicy: Unsupported value: "{policy}": supported values: "Background", '
+            '"Foreground", "Orphan"',
+        )
+    dry_run = list(query.getall("dryRun", [])) + list(body.get("dryRun") or [])
+    for value in dry_run:
+        if value != "All":
+            raise APIError(
+                "BadRequest", f'Invalid dry run value: "{value}": supported values: "All"'
+            )
+    preconditions = body.get("preconditions") or {}
+    if not isinstance(preconditions, dict):
+        raise APIError("BadRequest", "preconditions must be an object")
+    return DeleteOptions(
+        dry_run=bool(dry_run),
+        propagation=cast(Propagation, policy),
+        precondition_uid=preconditions.get("uid"),
+        precondition_resource_version=preconditions.get("resourceVersion"),
+    )
+
+
+async def _delete_collection(
+    request: web.Request, service: ObjectService, resource: Resource, target: ObjectPath
+) -> web.Response:
+    labels, fields = _selectors(request)
+    options = await _delete_options(request)
+    result = await service.delete_collection(
+        resource, target.namespace, options, labels=labels, fields=fields
+    )
+    return web.json_response(
+        {
+            "kind": resource.list_kind,
+            "apiVersion": resource.api_version,
+            "metadata": {"resourceVersion": str(result.revision)},
+            "items": result.items,
+        }
+    )

@@ -1,0 +1,151 @@
+"""Run the API server: storage, credentials, TLS, the HTTP app and the garbage collector.
+
+``async with serve(ServerSettings(data_dir)) as server`` starts everything on the running loop
+and writes ``DATA_DIR/kubeconfig`` (mode 0600) pointing at the port actually bound (port 0 picks
+a free one); leaving the block stops the listener, the collector and the store, in that order.
+The data directory holds the SQLite file ``shoal.db``, the ``pki/`` directory and the token.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import ipaddress
+import socket
+import ssl
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from shoal.apiserver.aiostorage import AsyncStore
+from shoal.apiserver.app import ServerInfo, make_app
+from shoal.apiserver.collecting import Collector
+from shoal.apiserver.resources import Registry
+from shoal.apiserver.security import ensure_credentials, write_kubeconfig
+from shoal.apiserver.service import ObjectService
+from shoal.apiserver.storage import StorageSettings
+from shoal.errors import PermanentError
+
+__all__ = ["AddressInUseError", "RunningServer", "ServerSettings", "serve"]
+
+DEFAULT_PORT = 6443
+DATABASE = "shoal.db"
+_ANY = ("0.0.0.0", "::")  # noqa: S104 (recognized to write a usable URL, not bound here)
+
+
+class AddressInUseError(PermanentError):
+    """The address and port are taken: choose another port (``--port 0`` picks a free one)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ServerSettings:
+    """Where the server keeps its state and where it listens."""
+
+    data_dir: Path
+    """The database, the certificates, the token and the kubeconfig live here."""
+    address: str = "127.0.0.1"
+    """The address to listen on; loopback by default."""
+    port: int = DEFAULT_PORT
+    """0 picks a free port."""
+    storage: Mapping[str, Any] = field(default_factory=dict)
+    """Overrides of :class:`StorageSettings` fields (history bounds, bookmark interval...)."""
+    gc_interval: float = 0.5
+    """Seconds between garbage-collection sweeps while work is pending."""
+
+
+@dataclass(frozen=True, slots=True)
+class RunningServer:
+    """A server that is listening: where, and how to reach it."""
+
+    url: str
+    port: int
+    kubeconfig: Path
+    token: str
+    ca_cert: Path
+    data_dir: Path
+    service: ObjectService
+    collector: Collector
+
+    def __repr__(self) -> str:  # never show the token
+        return f"RunningServer(url={self.url!r}, kubeconfig={str(self.kubeconfig)!r})"
+
+
+def _listen(address: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in address else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((address, port))
+    except OSError as error:
+        sock.close()
+        if error.errno == errno.EADDRINUSE:
+            raise AddressInUseError(
+                f"{address}:{port} is already in use (another shoal server?); pass --port N, or "
+                "--port 0 to pick a free port"
+            ) from None
+        raise
+    sock.listen(128)
+    sock.setblocking(False)
+    return sock
+
+
+def _url(address: str, port: int) -> str:
+    host = address
+    with contextlib.suppress(ValueError):
+        if ipaddress.ip_address(address).version == 6:
+            host = f"[{address}]"
+    if address in _ANY:
+        host = "127.0.0.1"
+    return f"https://{host}:{port}"
+
+
+@contextlib.asynccontextmanager
+async def serve(settings: ServerSettings) -> AsyncIterator[RunningServer]:
+    """Start the API server on the running loop for the duration of a block."""
+    data_dir = settings.data_dir
+    data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    hosts = [settings.address] if settings.address not in _ANY else []
+    credentials = ensure_credentials(data_dir, hosts)
+    tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    tls.load_cert_chain(credentials.server_cert, credentials.server_key)
+    sock = _listen(settings.address, settings.port)
+    storage = StorageSettings(path=data_dir / DATABASE, **dict(settings.storage))
+    try:
+        async with AsyncStore.open(storage) as store:
+            service = ObjectService(store, Registry.builtin())
+            await service.start()
+            collector = Collector(service, interval=settings.gc_interval)
+            port = int(sock.getsockname()[1])
+            url = _url(settings.address, port)
+            app = make_app(
+                service, ServerInfo(token=credentials.token, address=f"{settings.address}:{port}")
+            )
+            runner = web.AppRunner(
+                app, handler_cancellation=True, access_log=None, shutdown_timeout=1.0
+            )
+            await runner.setup()
+            try:
+                site = web.SockSite(runner, sock, ssl_context=tls)
+                await site.start()
+                kubeconfig = data_dir / "kubeconfig"
+                write_kubeconfig(
+                    kubeconfig, server=url, ca_cert=credentials.ca_cert, token=credentials.token
+                )
+                async with collector.running():
+                    yield RunningServer(
+                        url=url,
+                        port=port,
+                        kubeconfig=kubeconfig,
+                        token=credentials.token,
+                        ca_cert=credentials.ca_cert,
+                        data_dir=data_dir,
+                        service=service,
+                        collector=collector,
+                    )
+            finally:
+                await runner.cleanup()
+    finally:
+        sock.close()

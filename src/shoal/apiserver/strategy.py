@@ -1,0 +1,352 @@
+"""The pure rules of writes: what the server sets, keeps and refuses on create, update and delete.
+
+These follow Kubernetes' ``rest.RESTCreateStrategy``/``RESTUpdateStrategy`` and the custom
+resource strategy (``apiextensions-apiserver/pkg/registry/customresource/strategy.go``):
+
+* **create**: the server sets ``uid``, ``creationTimestamp`` (RFC 3339, UTC), ``generation: 1``
+  and the namespace from the URL; ``generateName`` gets a random 5-character suffix; a kind with
+  a status subresource loses the ``status`` it was created with.
+* **update** of the main resource keeps the old ``status`` (with a status subresource) and the
+  server-set metadata; ``generation`` goes up by one when anything outside ``metadata`` (and
+  ``status``, with the subresource) changed.
+* **update of /status** changes ``status`` only.
+* **deletion**: once ``deletionTimestamp`` is set, no finalizer may be added.
+
+No I/O here: the handlers read the old object, call these, and write the result.
+"""
+
+from __future__ import annotations
+
+import copy
+import datetime as dt
+import secrets
+import uuid
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from shoal.apiserver.resources import Resource
+from shoal.apiserver.status import APIError, Cause
+
+__all__ = [
+    "SERVER_METADATA",
+    "already_exists",
+    "bad_request",
+    "conflict",
+    "fields_v1",
+    "generated_name",
+    "invalid",
+    "not_found",
+    "now_rfc3339",
+    "prepare_create",
+    "prepare_status_update",
+    "prepare_update",
+    "qualified_resource",
+    "record_manager",
+    "spec_changed",
+]
+
+Body = dict[str, Any]
+
+SERVER_METADATA = (
+    "uid",
+    "creationTimestamp",
+    "generation",
+    "deletionTimestamp",
+    "deletionGracePeriodSeconds",
+)
+"""Metadata that only the server sets: an update keeps the stored values."""
+
+_SUFFIX_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"  # Kubernetes' utilrand alphabet (no vowels)
+
+
+def now_rfc3339(now: dt.datetime | None = None) -> str:
+    """A timestamp as Kubernetes writes it: UTC, second precision, ``Z``."""
+    moment = now if now is not None else dt.datetime.now(dt.UTC)
+    return moment.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def generated_name(prefix: str) -> str:
+    """``prefix`` plus 5 random characters (the prefix is cut so the name fits 63 characters)."""
+    suffix = "".join(secrets.choice(_SUFFIX_ALPHABET) for _ in range(5))
+    return prefix[: 63 - len(suffix)] + suffix
+
+
+# -- error bodies, in Kubernetes' words -------------------------------------------------------
+
+
+def qualified_resource(resource: Resource) -> str:
+    """``deployments.apps``, ``configmaps``: how Kubernetes names a resource in messages."""
+    group = resource.storage_group
+    return f"{resource.plural}.{group}" if group else resource.plural
+
+
+def not_found(resource: Resource, name: str) -> APIError:
+    return APIError(
+        "NotFound",
+        f'{qualified_resource(resource)} "{name}" not found',
+        name=name,
+        group=resource.storage_group,
+        kind=resource.plural,
+    )
+
+
+def already_exists(resource: Resource, name: str) -> APIError:
+    return APIError(
+        "AlreadyExists",
+        f'{qualified_resource(resource)} "{name}" already exists',
+        name=name,
+        group=resource.storage_group,
+        kind=resource.plural,
+    )
+
+
+def conflict(resource: Resource, name: str, why: str) -> APIError:
+    """``Operation cannot be fulfilled on deployments.apps "web": <why>``."""
+    return APIError(
+        "Conflict",
+        f'Operation cannot be fulfilled on {qualified_resource(resource)} "{name}": {why}',
+        name=name,
+        group=resource.storage_group,
+        kind=resource.plural,
+    )
+
+
+def bad_request(message: str) -> APIError:
+    return APIError("BadRequest", message)
+
+
+_CAUSE_TYPES = (
+    ("Required value", "FieldValueRequired"),
+    ("Unsupported value", "FieldValueNotSupported"),
+    ("Forbidden", "FieldValueForbidden"),
+    ("Too long", "FieldValueTooLong"),
+    ("Too many", "FieldValueTooMany"),
+    ("Duplicate value", "FieldValueDuplicate"),
+)
+
+
+def _cause(field: str, message: str) -> Cause:
+    kind = next((t for prefix, t in _CAUSE_TYPES if message.startswith(prefix)), None)
+    return Cause(kind or "FieldValueInvalid", message, field)
+
+
+def invalid(resource: Resource, name: str, problems: Iterable[tuple[str, str]]) -> APIError:
+    """422 ``Invalid`` listing ``(field path, message)`` problems as causes."""
+    causes = [_cause(field, message) for field, message in problems]
+    texts = [f"{c.field}: {c.message}" if c.field else c.message for c in causes]
+    summary = texts[0] if len(texts) == 1 else "[" + ", ".join(texts) + "]"
+    group = resource.storage_group
+    kind = f"{resource.kind}.{group}" if group else resource.kind
+    return APIError(
+        "Invalid",
+        f'{kind} "{name}" is invalid: {summary}',
+        name=name,
+        group=group,
+        kind=resource.kind,
+        causes=causes,
+    )
+
+
+def split_problem(text: str) -> tuple[str, str]:
+    """``"spec.replicas: must be >= 0"`` as ``("spec.replicas", "must be >= 0")``."""
+    field, separator, message = text.partition(": ")
+    if not separator or " " in field or field == "<root>":
+        return ("", message if separator else text)
+    return field, message
+
+
+# -- create -----------------------------------------------------------------------------------
+
+
+def prepare_create(resource: Resource, body: Body, *, namespace: str | None, now: str) -> Body:
+    """The object to store for a create (before validation); raises BadRequest on a bad request."""
+    obj = copy.deepcopy(body)
+    metadata = obj.setdefault("metadata", {})
+    if not isinstance(metadata, dict):
+        raise bad_request("metadata: must be an object")
+    if resource.namespaced:
+        given = metadata.get("namespace")
+        if given not in (None, "", namespace):
+            raise bad_request(
+                "the namespace of the provided object does not match the namespace sent on the "
+                "request"
+            )
+        metadata["namespace"] = namespace
+    else:
+        metadata.pop("namespace", None)
+    if metadata.get("resourceVersion"):
+        raise bad_request("resourceVersion should not be set on objects to be created")
+    if not metadata.get("name") and isinstance(metadata.get("generateName"), str):
+        metadata["name"] = generated_name(metadata["generateName"])
+    for key in ("deletionTimestamp", "deletionGracePeriodSeconds", "selfLink"):
+        metadata.pop(key, None)
+    metadata["uid"] = str(uuid.uuid4())
+    metadata["creationTimestamp"] = now
+    metadata["generation"] = 1
+    if resource.status_subresource:
+        obj.pop("status", None)
+    return obj
+
+
+# -- update -----------------------------------------------------------------------------------
+
+
+def _desired_part(obj: Mapping[str, Any], resource: Resource) -> dict[str, Any]:
+    skip = {"metadata", "apiVersion", "kind"}
+    if resource.status_subresource:
+        skip.add("status")
+    return {key: value for key, value in obj.items() if key not in skip}
+
+
+def spec_changed(resource: Resource, old: Mapping[str, Any], new: Mapping[str, Any]) -> bool:
+    """Whether ``generation`` must go up: anything outside metadata (and status) changed."""
+    return _desired_part(old, resource) != _desired_part(new, resource)
+
+
+def prepare_update(resource: Resource, old: Mapping[str, Any], body: Body) -> Body:
+    """The object to store for an update of the main resource (before validation)."""
+    obj = copy.deepcopy(body)
+    metadata = obj.setdefault("metadata", {})
+    if not isinstance(metadata, dict):
+        raise bad_request("metadata: must be an object")
+    old_metadata = old.get("metadata", {})
+    name = old_metadata.get("name")
+    if metadata.get("name") not in (None, name):
+        raise bad_request(
+            f"the name of the object ({metadata.get('name')}) does not match the name on the URL "
+            f"({name})"
+        )
+    metadata["name"] = name
+    if resource.namespaced:
+        if metadata.get("namespace") not in (None, "", old_metadata.get("namespace")):
+            raise bad_request(
+                "the namespace of the provided object does not match the namespace sent on the "
+                "request"
+            )
+        metadata["namespace"] = old_metadata.get("namespace")
+    else:
+        metadata.pop("namespace", None)
+    metadata.pop("generateName", None)
+    if "generateName" in old_metadata:
+        metadata["generateName"] = old_metadata["generateName"]
+    for key in SERVER_METADATA:
+        if key in old_metadata:
+            metadata[key] = old_metadata[key]
+        else:
+            metadata.pop(key, None)
+    metadata.pop("selfLink", None)
+    if resource.status_subresource:
+        if "status" in old:
+            obj["status"] = copy.deepcopy(old["status"])
+        else:
+            obj.pop("status", None)
+    check_finalizers(resource, old, obj)
+    if spec_changed(resource, old, obj):
+        metadata["generation"] = int(old_metadata.get("generation") or 0) + 1
+    return obj
+
+
+def prepare_status_update(old: Mapping[str, Any], body: Mapping[str, Any]) -> Body:
+    """The object to store for an update of ``/status``: the old object with the new status."""
+    obj = copy.deepcopy(dict(old))
+    if "status" in body:
+        obj["status"] = copy.deepcopy(body["status"])
+    else:
+        obj.pop("status", None)
+    return obj
+
+
+def check_finalizers(resource: Resource, old: Mapping[str, Any], new: Mapping[str, Any]) -> None:
+    """Refuse new finalizers on an object being deleted (422, as Kubernetes)."""
+    old_metadata = old.get("metadata", {})
+    if not old_metadata.get("deletionTimestamp"):
+        return
+    before = set(old_metadata.get("finalizers") or ())
+    added = [f for f in new.get("metadata", {}).get("finalizers") or () if f not in before]
+    if added:
+        raise invalid(
+            resource,
+            str(old_metadata.get("name")),
+            [
+                (
+                    "metadata.finalizers",
+                    f"Forbidden: no new finalizers can be added if the object is being deleted, "
+                    f"found new finalizers {added}",
+                )
+            ],
+        )
+
+
+# -- managedFields ----------------------------------------------------------------------------
+
+_UNOWNED_METADATA = {"uid", "resourceVersion", "generation", "creationTimestamp", "managedFields"}
+
+
+def fields_v1(value: Any, old: Any = None, *, root: bool = True) -> dict[str, Any]:
+    """The FieldsV1 set of the fields of ``value`` that differ from ``old`` (all if ``old`` is
+    None). Maps recurse (``f:name``); lists are leaves (atomic lists, as for custom resources)."""
+    out: dict[str, Any] = {}
+    if not isinstance(value, Mapping):
+        return out
+    previous = old if isinstance(old, Mapping) else {}
+    for key, item in value.items():
+        if root and key in ("apiVersion", "kind"):
+            continue
+        if root and key == "metadata" and isinstance(item, Mapping):
+            item = {k: v for k, v in item.items() if k not in _UNOWNED_METADATA}
+        if key in previous and previous[key] == item:
+            continue
+        if isinstance(item, Mapping) and item:
+            inner = fields_v1(item, previous.get(key), root=False)
+            if inner:
+                out[f"f:{key}"] = inner
+        else:
+            out[f"f:{key}"] = {}
+    return out
+
+
+def _union(a: Mapping[str, Any], b: Mapping[str, Any]) -> dict[str, Any]:
+    out = dict(a)
+    for key, value in b.items():
+        out[key] = _union(out.get(key) or {}, value) if key in out else value
+    return out
+
+
+def record_manager(
+    obj: Body,
+    old: Mapping[str, Any] | None,
+    *,
+    manager: str,
+    api_version: str,
+    now: str,
+    subresource: str | None = None,
+) -> None:
+    """Record, in ``metadata.managedFields``, that ``manager`` set the fields it changed
+    (an ``Update`` operation). Entries of other managers are kept as they were."""
+    changed = fields_v1(obj, old)
+    metadata = obj.setdefault("metadata", {})
+    entries = [e for e in metadata.get("managedFields") or () if isinstance(e, dict)]
+    if old is not None and "managedFields" not in metadata:
+        entries = [dict(e) for e in old.get("metadata", {}).get("managedFields") or ()]
+    if not changed and old is not None:
+        if entries:
+            metadata["managedFields"] = entries
+        return
+    mine = None
+    for entry in entries:
+        if (
+            entry.get("manager") == manager
+            and entry.get("operation") == "Update"
+            and entry.get("subresource") == subresource
+        ):
+            mine = entry
+    if mine is None:
+        mine = {"manager": manager, "operation": "Update"}
+        entries.append(mine)
+    mine["apiVersion"] = api_version
+    mine["time"] = now
+    mine["fieldsType"] = "FieldsV1"
+    mine["fieldsV1"] = _union(mine.get("fieldsV1") or {}, changed)
+    if subresource:
+        mine["subresource"] = subresource
+    metadata["managedFields"] = entries

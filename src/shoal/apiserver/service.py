@@ -335,7 +335,8 @@ class ObjectService:
             if isinstance(body.get("metadata"), dict)
             else None
         )
-        if given in (None, "") and resource.model is None and subresource is None:
+        custom = resource.model is None or resource.model.INFO.custom
+        if given in (None, "") and custom and subresource is None:
             # Custom resources never update unconditionally (AllowUnconditionalUpdate false).
             raise invalid(
                 resource,

@@ -6,6 +6,7 @@ import click
 
 from shoal import __version__
 from shoal.cli.manifests import render_command, validate_command
+from shoal.cli.server import server_command
 
 __all__ = ["main"]
 
@@ -22,3 +23,4 @@ def main() -> None:
 
 main.add_command(validate_command)
 main.add_command(render_command)
+main.add_command(server_command)

@@ -10,5 +10,18 @@
 
 from shoal.client.clock import FakeClock
 from shoal.testing._memory import InMemoryAPI
+from shoal.testing.apiserver import (
+    LocalAPIServer,
+    ServerProcess,
+    api_server,
+    api_server_process,
+)
 
-__all__ = ["FakeClock", "InMemoryAPI"]
+__all__ = [
+    "FakeClock",
+    "InMemoryAPI",
+    "LocalAPIServer",
+    "ServerProcess",
+    "api_server",
+    "api_server_process",
+]

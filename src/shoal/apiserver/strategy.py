@@ -161,6 +161,9 @@ def split_problem(text: str) -> tuple[str, str]:
 def prepare_create(resource: Resource, body: Body, *, namespace: str | None, now: str) -> Body:
     """The object to store for a create (before validation); raises BadRequest on a bad request."""
     obj = copy.deepcopy(body)
+    # Kubernetes takes the endpoint's apiVersion and kind when the body leaves them out.
+    obj.setdefault("apiVersion", resource.api_version)
+    obj.setdefault("kind", resource.kind)
     metadata = obj.setdefault("metadata", {})
     if not isinstance(metadata, dict):
         raise bad_request("metadata: must be an object")
@@ -206,6 +209,8 @@ def spec_changed(resource: Resource, old: Mapping[str, Any], new: Mapping[str, A
 def prepare_update(resource: Resource, old: Mapping[str, Any], body: Body) -> Body:
     """The object to store for an update of the main resource (before validation)."""
     obj = copy.deepcopy(body)
+    obj.setdefault("apiVersion", resource.api_version)
+    obj.setdefault("kind", resource.kind)
     metadata = obj.setdefault("metadata", {})
     if not isinstance(metadata, dict):
         raise bad_request("metadata: must be an object")

@@ -1,0 +1,844 @@
+"""
+The asyncio driver of the HTTP/1.1 reverse proxy: sockets, timers and pools around the sans-IO core.
+
+Theory of operation
+-------------------
+:class:`ProxyServer` listens with ``loop.create_server``; every accepted connection gets a
+:class:`_ClientProtocol` (an ``asyncio.Protocol``, callbacks only: no task per request). Its
+request parser (:mod:`shoal.dataplane.http1`) turns bytes into events; for each request head the
+``route`` callable names the upstream address, :func:`shoal.dataplane.proxy.upstream_request`
+writes the head for it, and an idle pooled connection is taken from :class:`UpstreamPool` (a
+task is spawned only to open a new one). Body pieces go upstream as they arrive; the upstream's
+:class:`~shoal.dataplane.http1.ResponseParser` events come back the same way, re-framed by
+:func:`shoal.dataplane.proxy.client_response`. Nothing is buffered whole.
+
+**Exchange cycle.** A client connection handles one request at a time; the parser holds
+pipelined requests back until the current response has ended (``next_cycle``), so responses go
+out in order. When both the request and the response have ended the upstream connection goes
+back to the pool (if both sides allow keep-alive and it is clean) and the next request is parsed.
+If the upstream answers before the request body has ended, its connection is closed, the rest
+of the body is read and dropped, and the client connection closes after the response.
+
+**Backpressure.** When a transport's write buffer is full (``pause_writing``) the driver stops
+reading from the other side until it drains (``resume_writing``): client → upstream and upstream
+→ client. A client that pipelines more than ``pipeline_buffer`` bytes ahead is not read until it
+catches up. Reading a client is paused for several independent reasons at once (connecting,
+upstream backpressure, pipelining); it resumes when none is left.
+
+**Upgrade.** A request with ``Connection: upgrade`` is forwarded with its ``Upgrade``; if the
+upstream answers ``101`` the two connections become a byte tunnel both ways (the bytes each
+parser had buffered beyond the heads go across first). Any other answer is an ordinary response.
+
+**Timeouts** are one timer per connection, re-armed lazily: each phase has a deadline computed
+from when it began and, while exchanging, from the last byte seen on either side. Idle
+(``keepalive_timeout``): close quietly. Reading a head (``request_head_timeout``): 408.
+Exchanging (``upstream_timeout`` without a byte): 504 before the response head, else the
+connection is cut. Connecting (``connect_timeout``): 504; refused or unreachable: 502; no route:
+503; an upstream that breaks the protocol or closes early: 502.
+
+**Errors stay on their connection.** A malformed request gets its status (400, 413, 431, 501...)
+and that connection closes; nothing else is touched. A reused pooled connection that the upstream
+had already closed is retried once on a new connection when nothing came back yet and the request
+is idempotent and bodiless.
+
+**Shutdown** (:meth:`ProxyServer.shutdown`): stop accepting, close idle connections, let
+in-flight exchanges finish with ``Connection: close`` within the deadline, then cut the rest.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+from shoal.dataplane.http1 import (
+    PARSERS,
+    Data,
+    EndOfMessage,
+    Event,
+    Limits,
+    ProtocolError,
+    Request,
+    RequestParser,
+    Response,
+    ResponseParser,
+    make_request_parser,
+)
+from shoal.dataplane.proxy import (
+    BodyFramer,
+    ForwardingSettings,
+    client_response,
+    error_response,
+    upstream_request,
+)
+
+__all__ = [
+    "LOOPS",
+    "Address",
+    "ProxyServer",
+    "ProxySettings",
+    "Route",
+    "UpstreamPool",
+    "loop_factory",
+]
+
+log = logging.getLogger("shoal.dataplane.proxy")
+
+Address = tuple[str, int]
+"""An upstream's ``(host, port)``."""
+
+Route = Callable[[Request], Address | None]
+"""Chooses the upstream for a request head; ``None`` means none is available (503)."""
+
+LOOPS: Final = ("auto", "asyncio", "uvloop")
+"""Event loop choices for :func:`loop_factory`."""
+
+_RETRYABLE_METHODS: Final = frozenset({b"GET", b"HEAD", b"OPTIONS", b"TRACE", b"PUT", b"DELETE"})
+
+
+@dataclass(frozen=True, slots=True)
+class ProxySettings:
+    """Everything the driver can be told; every field has a working default."""
+
+    limits: Limits = field(default_factory=Limits)
+    """Head, header count and body size limits for requests (431, 413)."""
+    forwarding: ForwardingSettings = field(default_factory=ForwardingSettings)
+    """X-Forwarded-For/-Proto and Via."""
+    parser: str = "auto"
+    """Request parser: ``auto`` (httptools when installed), ``httptools`` or ``python``."""
+    connect_timeout: float = 5.0
+    """Seconds to open an upstream connection (504 after)."""
+    request_head_timeout: float = 30.0
+    """Seconds from a request's first byte to the end of its head (408 after)."""
+    keepalive_timeout: float = 60.0
+    """Seconds an idle client connection stays open between requests."""
+    upstream_timeout: float = 60.0
+    """Seconds without a byte from either side while a request is in flight (504 after)."""
+    pool_max_idle: int = 64
+    """Idle keep-alive connections kept per upstream address."""
+    pool_idle_timeout: float = 30.0
+    """Seconds an idle upstream connection is kept."""
+    pipeline_buffer: int = 256 * 1024
+    """Bytes a client may send ahead of the request being answered before it is not read."""
+    backlog: int = 1024
+    """Listen backlog."""
+
+
+def loop_factory(name: str = "auto") -> Callable[[], asyncio.AbstractEventLoop]:
+    """A new-loop factory: ``uvloop``, ``asyncio``, or ``auto`` (uvloop when installed)."""
+    if name not in LOOPS:
+        raise ValueError(f"unknown loop {name!r}: must be one of {list(LOOPS)}")
+    if name != "asyncio":
+        try:
+            import uvloop  # optional speed-up
+        except ImportError:
+            if name == "uvloop":
+                raise
+        else:
+            factory: Callable[[], asyncio.AbstractEventLoop] = uvloop.new_event_loop
+            return factory
+    return asyncio.new_event_loop
+
+
+# --- the upstream side --------------------------------------------------------------------------
+
+
+class _UpstreamProtocol(asyncio.Protocol):
+    """One connection to an upstream; owned by at most one client exchange at a time."""
+
+    def __init__(self, pool: UpstreamPool, address: Address) -> None:
+        self.pool = pool
+        self.address = address
+        self.transport: asyncio.Transport | None = None
+        self.parser = ResponseParser()
+        self.owner: _ClientProtocol | None = None
+        self.closed = False
+        self.idle_since = 0.0
+        self.exchanges = 0
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        owner = self.owner
+        if owner is None:  # an idle connection has nothing to say
+            self.close()
+            return
+        owner.upstream_data(self, data)
+
+    def eof_received(self) -> bool | None:
+        return None  # close; connection_lost tells the owner
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        owner = self.owner
+        if owner is not None:
+            owner.upstream_lost(self)
+        else:
+            self.pool.discard(self)
+
+    def pause_writing(self) -> None:
+        if self.owner is not None:
+            self.owner.pause_reading("upstream-full")
+
+    def resume_writing(self) -> None:
+        if self.owner is not None:
+            self.owner.resume_reading("upstream-full")
+
+    def write(self, data: bytes) -> None:
+        if self.transport is not None and not self.closed:
+            self.transport.write(data)
+
+    def close(self) -> None:
+        self.owner = None
+        if self.transport is not None:
+            self.transport.close()
+
+
+class UpstreamPool:
+    """Idle keep-alive connections per upstream address (most recently used first)."""
+
+    def __init__(self, settings: ProxySettings | None = None) -> None:
+        self._settings = settings or ProxySettings()
+        self._idle: dict[Address, list[_UpstreamProtocol]] = {}
+        self._sweeper: asyncio.TimerHandle | None = None
+        self._closed = False
+        self.opened = 0
+        """Connections opened so far."""
+        self.reused = 0
+        """Exchanges that took an idle connection instead of opening one."""
+
+    def idle_count(self, address: Address | None = None) -> int:
+        """Idle connections kept (for one address, or for all)."""
+        if address is not None:
+            return len(self._idle.get(address, ()))
+        return sum(len(v) for v in self._idle.values())
+
+    def take(self, address: Address) -> _UpstreamProtocol | None:
+        """An idle connection to ``address`` still open and fresh, or ``None``."""
+        idle = self._idle.get(address)
+        if not idle:
+            return None
+        deadline = asyncio.get_running_loop().time() - self._settings.pool_idle_timeout
+        while idle:
+            conn = idle.pop()
+            if not conn.closed and conn.idle_since > deadline:
+                self.reused += 1
+                return conn
+            conn.close()
+        return None
+
+    async def connect(self, address: Address) -> _UpstreamProtocol:
+        """A new connection to ``address``."""
+        loop = asyncio.get_running_loop()
+        _, protocol = await loop.create_connection(
+            lambda: _UpstreamProtocol(self, address), address[0], address[1]
+        )
+        self.opened += 1
+        return protocol
+
+    def release(self, conn: _UpstreamProtocol) -> None:
+        """Keep ``conn`` for reuse, or close it when the pool is full or closed."""
+        conn.owner = None
+        idle = self._idle.setdefault(conn.address, [])
+        if self._closed or conn.closed or len(idle) >= self._settings.pool_max_idle:
+            conn.close()
+            return
+        loop = asyncio.get_running_loop()
+        conn.idle_since = loop.time()
+        idle.append(conn)
+        if self._sweeper is None:
+            self._sweeper = loop.call_later(self._settings.pool_idle_timeout, self._sweep)
+
+    def discard(self, conn: _UpstreamProtocol) -> None:
+        """Forget a connection that closed while idle."""
+        idle = self._idle.get(conn.address)
+        if idle and conn in idle:
+            idle.remove(conn)
+
+    def _sweep(self) -> None:
+        self._sweeper = None
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() - self._settings.pool_idle_timeout
+        remaining = False
+        for idle in self._idle.values():
+            for conn in [c for c in idle if c.idle_since <= deadline]:
+                idle.remove(conn)
+                conn.close()
+            remaining = remaining or bool(idle)
+        if remaining and not self._closed:
+            self._sweeper = loop.call_later(self._settings.pool_idle_timeout / 2, self._sweep)
+
+    def close(self) -> None:
+        """Close every idle connection and keep no more."""
+        self._closed = True
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            self._sweeper = None
+        for idle in self._idle.values():
+            for conn in idle:
+                conn.close()
+            idle.clear()
+
+
+# --- the client side ----------------------------------------------------------------------------
+
+_IDLE: Final = 0
+_HEAD: Final = 1
+_EXCHANGE: Final = 2
+_TUNNEL: Final = 3
+
+
+class _ClientProtocol(asyncio.Protocol):
+    """One client connection: the exchange state machine (see the module docstring)."""
+
+    def __init__(self, server: ProxyServer) -> None:
+        self._server = server
+        self._settings = server.settings
+        self._loop = asyncio.get_running_loop()
+        self._parser: RequestParser = server.new_parser()
+        self._transport: asyncio.Transport | None = None
+        self._peer = ""
+        self._request: Request | None = None
+        self._address: Address | None = None
+        self._upstream: _UpstreamProtocol | None = None
+        self._upstream_seen = False
+        self._upstream_keep = False
+        self._reused = False
+        self._retry_head: bytes | None = None
+        self._up_framer: BodyFramer | None = None
+        self._down_framer: BodyFramer | None = None
+        self._pending: list[bytes] | None = None
+        self._request_done = False
+        self._response_started = False
+        self._response_done = False
+        self._keep_alive = True
+        self._tunnel = False
+        self._closing = False
+        self._eof = False
+        self._write_paused = False
+        self._paused: set[str] = set()
+        self._phase = _IDLE
+        self._phase_since = 0.0
+        self._last_activity = 0.0
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at = 0.0
+
+    # --- asyncio callbacks ---
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self._transport = transport
+        peer = transport.get_extra_info("peername")
+        self._peer = str(peer[0]) if isinstance(peer, tuple) else "unknown"
+        self._server.connections.add(self)
+        self._set_phase(_IDLE, self._loop.time())
+
+    def data_received(self, data: bytes) -> None:
+        now = self._last_activity = self._loop.time()
+        if self._tunnel:
+            if self._upstream is not None:
+                self._upstream.write(data)
+            return
+        if self._phase == _IDLE:
+            self._set_phase(_HEAD, now)
+        self._handle(self._parser.feed(data))
+        if (
+            self._request_done
+            and not self._closing
+            and self._parser.buffered > self._settings.pipeline_buffer
+        ):
+            self.pause_reading("pipeline")
+
+    def eof_received(self) -> bool:
+        self._eof = True
+        if self._tunnel:
+            upstream = self._upstream
+            if upstream is not None and upstream.transport is not None:
+                with contextlib.suppress(OSError, RuntimeError):
+                    upstream.transport.write_eof()
+            return True
+        self._handle(self._parser.feed_eof())
+        return self._request is not None and not self._closing
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._closing = True
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self._upstream is not None:
+            self._detach(reuse=False)
+        self._server.connection_done(self)
+
+    def pause_writing(self) -> None:
+        self._write_paused = True
+        upstream = self._upstream
+        if upstream is not None and upstream.transport is not None:
+            upstream.transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        self._write_paused = False
+        upstream = self._upstream
+        if upstream is not None and upstream.transport is not None and not upstream.closed:
+            upstream.transport.resume_reading()
+
+    # --- reading control ---
+
+    def pause_reading(self, reason: str) -> None:
+        if not self._paused and self._transport is not None and not self._closing:
+            self._transport.pause_reading()
+        self._paused.add(reason)
+
+    def resume_reading(self, reason: str) -> None:
+        if reason not in self._paused:
+            return
+        self._paused.discard(reason)
+        if not self._paused and self._transport is not None and not self._closing:
+            self._transport.resume_reading()
+
+    @property
+    def idle(self) -> bool:
+        """Between requests with nothing buffered: safe to close while draining."""
+        return self._request is None and not self._parser.buffered
+
+    def drain(self) -> None:
+        """The server is shutting down: close now if idle, else after the current response."""
+        self._keep_alive = False
+        if self.idle and not self._tunnel:
+            self._close()
+
+    # --- client events ---
+
+    def _handle(self, events: list[Event]) -> None:
+        for event in events:
+            if self._closing:
+                return
+            kind = type(event)
+            if kind is Data:
+                assert isinstance(event, Data)
+                if self._up_framer is not None:
+                    self._to_upstream(self._up_framer.data(event.data))
+            elif kind is Request:
+                assert isinstance(event, Request)
+                self._start(event)
+            elif kind is EndOfMessage:
+                self._request_done = True
+                if self._up_framer is not None:
+                    self._to_upstream(self._up_framer.end())
+                if self._response_done:
+                    self._finish()
+            else:
+                assert isinstance(event, ProtocolError)
+                self._reject(event)
+
+    def _to_upstream(self, data: bytes) -> None:
+        if not data:
+            return
+        if self._pending is not None:
+            self._pending.append(data)
+        elif self._upstream is not None:
+            self._upstream.write(data)
+
+    def _start(self, request: Request) -> None:
+        self._set_phase(_EXCHANGE, self._loop.time())
+        self._request = request
+        self._request_done = self._response_started = self._response_done = False
+        self._keep_alive = request.keep_alive and not self._server.draining
+        try:
+            address = self._server.route(request)
+        except Exception:
+            log.exception("route failed for %r", request.target)
+            self._local_response(500, "routing failed")
+            return
+        if address is None:
+            self._local_response(503, "no upstream available")
+            return
+        head, self._up_framer = upstream_request(request, self._peer, self._settings.forwarding)
+        self._address = address
+        self._retry_head = (
+            head if request.framing == "none" and request.method in _RETRYABLE_METHODS else None
+        )
+        conn = self._server.pool.take(address)
+        if conn is not None:
+            self._attach(conn, reused=True)
+            conn.write(head)
+        else:
+            self._connect(address, head)
+
+    def _connect(self, address: Address, head: bytes) -> None:
+        self._pending = [head]
+        self.pause_reading("connect")
+        self._server.spawn(self._open(address))
+
+    async def _open(self, address: Address) -> None:
+        try:
+            conn = await asyncio.wait_for(
+                self._server.pool.connect(address), self._settings.connect_timeout
+            )
+        except TimeoutError:
+            self._upstream_failed(504, "connecting to the upstream timed out")
+            return
+        except OSError as error:
+            self._upstream_failed(502, f"cannot connect to the upstream: {error.strerror}")
+            return
+        if self._closing or self._pending is None:
+            conn.close()
+            return
+        pending, self._pending = self._pending, None
+        self._attach(conn, reused=False)
+        conn.write(b"".join(pending))
+        self.resume_reading("connect")
+
+    def _attach(self, conn: _UpstreamProtocol, *, reused: bool) -> None:
+        assert self._request is not None
+        conn.owner = self
+        conn.exchanges += 1
+        conn.parser.expect(self._request.method)
+        self._upstream = conn
+        self._reused = reused
+        self._upstream_seen = False
+        if self._write_paused and conn.transport is not None:
+            conn.transport.pause_reading()
+
+    def _detach(self, *, reuse: bool) -> None:
+        conn = self._upstream
+        if conn is None:
+            return
+        self._upstream = None
+        conn.owner = None
+        self.resume_reading("upstream-full")
+        if reuse and not conn.closed and not conn.parser.buffered:
+            if self._write_paused and conn.transport is not None:
+                conn.transport.resume_reading()
+            conn.parser.next_cycle()
+            self._server.pool.release(conn)
+        else:
+            conn.close()
+
+    # --- upstream events ---
+
+    def upstream_data(self, conn: _UpstreamProtocol, data: bytes) -> None:
+        self._last_activity = self._loop.time()
+        self._upstream_seen = True
+        if self._tunnel:
+            if self._transport is not None:
+                self._transport.write(data)
+            return
+        self._upstream_events(conn, conn.parser.feed(data))
+
+    def _upstream_events(self, conn: _UpstreamProtocol, events: list[Event]) -> None:
+        transport = self._transport
+        assert transport is not None
+        for event in events:
+            kind = type(event)
+            if kind is Data:
+                assert isinstance(event, Data)
+                if self._down_framer is not None:
+                    piece = self._down_framer.data(event.data)
+                    if piece:
+                        transport.write(piece)
+            elif kind is Response:
+                assert isinstance(event, Response)
+                self._on_response(conn, event)
+            elif kind is EndOfMessage:
+                self._on_response_end()
+            else:
+                assert isinstance(event, ProtocolError)
+                self._upstream_broken(event)
+            if self._tunnel or self._upstream is not conn or self._closing:
+                return
+
+    def upstream_lost(self, conn: _UpstreamProtocol) -> None:
+        if conn is not self._upstream:
+            return
+        if self._tunnel:
+            self._upstream = None
+            self._close()
+            return
+        if (
+            self._reused
+            and not self._upstream_seen
+            and self._retry_head is not None
+            and self._address is not None
+            and not self._response_started
+        ):
+            # The upstream had closed this pooled connection before reading the request.
+            log.debug("stale pooled connection to %s; retrying on a new one", self._address)
+            self._upstream = None
+            conn.owner = None
+            head, self._retry_head = self._retry_head, None
+            self._connect(self._address, head)
+            return
+        self._upstream_events(conn, conn.parser.feed_eof())
+        if self._upstream is conn:  # the response had ended; the connection just closed
+            self._detach(reuse=False)
+
+    def _on_response(self, conn: _UpstreamProtocol, response: Response) -> None:
+        request = self._request
+        transport = self._transport
+        assert request is not None
+        assert transport is not None
+        status = response.status
+        forwarding = self._settings.forwarding
+        if status < 200 and status != 101:
+            if request.http_version == b"1.1":
+                head, _, _ = client_response(response, request, True, forwarding)
+                transport.write(head)
+            return
+        if status == 101:
+            if request.upgrade is None:
+                self._upstream_broken(ProtocolError(502, "upstream switched protocols unasked"))
+                return
+            head, _, _ = client_response(response, request, True, forwarding)
+            transport.write(head)
+            self._tunnel = True
+            self._response_started = True
+            self._set_phase(_TUNNEL, self._loop.time())
+            rest = conn.parser.take_buffer()
+            if rest:
+                transport.write(rest)
+            early = self._parser.take_buffer()
+            if early:
+                conn.write(early)
+            self.resume_reading("pipeline")
+            return
+        keep = self._keep_alive and not self._server.draining
+        head, self._down_framer, self._keep_alive = client_response(
+            response, request, keep, forwarding
+        )
+        self._upstream_keep = response.keep_alive
+        self._response_started = True
+        transport.write(head)
+
+    def _on_response_end(self) -> None:
+        self._response_done = True
+        if self._down_framer is not None and self._transport is not None:
+            end = self._down_framer.end()
+            if end:
+                self._transport.write(end)
+        if not self._request_done:
+            # Answered before the request body ended: the upstream connection is unusable and
+            # the client's remaining body is read and dropped, then the connection closes.
+            self._detach(reuse=False)
+            self._up_framer = None
+            self._keep_alive = False
+            return
+        self._finish()
+
+    def _finish(self) -> None:
+        self._detach(reuse=self._upstream_keep)
+        self._request = None
+        self._up_framer = self._down_framer = None
+        if not self._keep_alive or self._server.draining:
+            self._close()
+            return
+        now = self._loop.time()
+        self._set_phase(_IDLE, now)
+        self.resume_reading("pipeline")
+        events = self._parser.next_cycle()
+        if events or self._parser.buffered:
+            self._set_phase(_HEAD, now)
+            self._handle(events)
+        elif self._eof:
+            self._close()
+
+    # --- failures ---
+
+    def _upstream_failed(self, status: int, detail: str) -> None:
+        self._pending = None
+        if self._closing:
+            return
+        self._local_response(status, detail)
+
+    def _upstream_broken(self, error: ProtocolError) -> None:
+        self._detach(reuse=False)
+        if not self._response_started:
+            self._local_response(error.status, error.detail)
+        else:
+            self._abort()
+
+    def _reject(self, error: ProtocolError) -> None:
+        if self._response_started:
+            self._abort()
+            return
+        self._detach(reuse=False)
+        self._local_response(error.status, error.detail)
+
+    def _local_response(self, status: int, detail: str) -> None:
+        if status >= 500:
+            log.info("%s %s: %s", self._peer, status, detail)
+        self._detach(reuse=False)
+        if self._transport is not None and not self._closing:
+            self._transport.write(error_response(status, detail))
+        self._close()
+
+    def _close(self) -> None:
+        if self._closing:
+            return
+        self._closing = True
+        self._detach(reuse=False)
+        if self._transport is not None:
+            self._transport.close()
+
+    def _abort(self) -> None:
+        self._closing = True
+        self._detach(reuse=False)
+        if self._transport is not None:
+            self._transport.abort()
+
+    # --- timers ---
+
+    def _set_phase(self, phase: int, now: float) -> None:
+        self._phase = phase
+        self._phase_since = now
+        if phase == _TUNNEL:
+            return
+        deadline = now + self._timeout(phase)
+        if self._timer is None or deadline < self._timer_at:
+            self._arm(deadline)
+
+    def _timeout(self, phase: int) -> float:
+        settings = self._settings
+        if phase == _IDLE:
+            return settings.keepalive_timeout
+        if phase == _HEAD:
+            return settings.request_head_timeout
+        return settings.upstream_timeout
+
+    def _arm(self, deadline: float) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer_at = deadline
+        self._timer = self._loop.call_at(deadline, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        phase = self._phase
+        if self._closing or phase == _TUNNEL:
+            return
+        since = self._phase_since
+        if phase == _EXCHANGE:
+            since = max(since, self._last_activity)
+        deadline = since + self._timeout(phase)
+        if self._loop.time() < deadline:
+            self._arm(deadline)
+        elif phase == _IDLE:
+            self._close()
+        elif phase == _HEAD:
+            self._local_response(408, "the request head did not arrive in time")
+        elif self._response_started:
+            self._abort()
+        else:
+            self._pending = None
+            self._local_response(504, "the upstream did not answer in time")
+
+
+# --- the server ---------------------------------------------------------------------------------
+
+
+class ProxyServer:
+    """An HTTP/1.1 reverse proxy on one listening socket; see the module docstring.
+
+    ``async with ProxyServer(route) as proxy: await proxy.start("127.0.0.1", 0)``; leaving the
+    block (or :meth:`shutdown`) drains it.
+    """
+
+    def __init__(self, route: Route, settings: ProxySettings | None = None) -> None:
+        self.route = route
+        self.settings = settings or ProxySettings()
+        if self.settings.parser not in PARSERS:
+            raise ValueError(f"unknown parser {self.settings.parser!r}")
+        self._parser_class: Callable[[Limits], RequestParser] = type(
+            make_request_parser(self.settings.parser, self.settings.limits)
+        )
+        self.pool = UpstreamPool(self.settings)
+        self.connections: set[_ClientProtocol] = set()
+        self.draining = False
+        self._server: asyncio.Server | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._all_closed: asyncio.Event | None = None
+
+    @property
+    def parser_name(self) -> str:
+        """``httptools`` or ``python``: the request parser in use."""
+        return "httptools" if "Httptools" in repr(self._parser_class) else "python"
+
+    def new_parser(self) -> RequestParser:
+        return self._parser_class(self.settings.limits)
+
+    async def start(
+        self,
+        host: str | None = "127.0.0.1",
+        port: int = 0,
+        *,
+        reuse_port: bool = False,
+        sock: socket.socket | None = None,
+    ) -> None:
+        """Start listening (on ``sock`` when given, else on ``host:port``)."""
+        loop = asyncio.get_running_loop()
+        if sock is not None:
+            self._server = await loop.create_server(
+                lambda: _ClientProtocol(self), sock=sock, backlog=self.settings.backlog
+            )
+        else:
+            self._server = await loop.create_server(
+                lambda: _ClientProtocol(self),
+                host,
+                port,
+                reuse_port=reuse_port or None,
+                backlog=self.settings.backlog,
+            )
+
+    @property
+    def address(self) -> Address:
+        """The first listening socket's ``(host, port)``."""
+        assert self._server is not None
+        assert self._server.sockets
+        name = self._server.sockets[0].getsockname()
+        return str(name[0]), int(name[1])
+
+    def spawn(self, coroutine: Coroutine[Any, Any, None]) -> None:
+        """Run ``coroutine`` as a task the server keeps (and cancels on shutdown)."""
+        task = asyncio.get_running_loop().create_task(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def connection_done(self, conn: _ClientProtocol) -> None:
+        self.connections.discard(conn)
+        if not self.connections and self._all_closed is not None:
+            self._all_closed.set()
+
+    async def shutdown(self, deadline: float = 10.0) -> None:
+        """Stop accepting, finish in-flight exchanges within ``deadline`` seconds, then cut the rest."""
+        self.draining = True
+        if self._server is not None:
+            self._server.close()
+        self._all_closed = asyncio.Event()
+        for conn in list(self.connections):
+            conn.drain()
+        if self.connections:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._all_closed.wait(), deadline)
+        for conn in list(self.connections):
+            conn._abort()
+        self.pool.close()
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
+        if self._server is not None:
+            await self._server.wait_closed()
+        # Let the transports' connection_lost callbacks run before the loop may close.
+        await asyncio.sleep(0)
+
+    async def __aenter__(self) -> ProxyServer:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.shutdown()

@@ -269,9 +269,22 @@ def _write_options(request: web.Request) -> WriteOptions:
     )
 
 
+BODY_TYPES = ("application/json", "application/yaml", "application/x-yaml", "text/yaml")
+
+
+def _unsupported(content_type: str) -> APIError:
+    return APIError(
+        "UnsupportedMediaType",
+        f'the body of the request was in an unknown format "{content_type}" - accepted media '
+        "types include: application/json, application/yaml",
+    )
+
+
 async def _body(request: web.Request) -> Body:
-    raw = await request.read()
     content_type = request.content_type
+    if content_type not in BODY_TYPES and content_type != "application/octet-stream":
+        raise _unsupported(content_type)
+    raw = await request.read()
     if not raw.strip():
         raise APIError("BadRequest", "the request body is empty; send the object as JSON or YAML")
     data = _decode(raw, content_type)

@@ -15,6 +15,7 @@ CRD schema.
 from __future__ import annotations
 
 import copy
+import functools
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -24,12 +25,12 @@ from pydantic import ValidationError
 from shoal.apiserver.resources import Resource
 from shoal.apiserver.status import APIError
 from shoal.apiserver.strategy import bad_request, invalid, split_problem
-from shoal.kube.crds import check_crd
+from shoal.kube.crds import check_crd, openapi_schema
 from shoal.kube.validation import apply_defaults, prune, validate_custom_object
 from shoal.model._base import iter_issues
 from shoal.model._errors import FieldError, translate
 from shoal.model._paths import Key, Path, format_path
-from shoal.model.meta import ObjectMeta
+from shoal.model.meta import KubeObject, ObjectMeta
 
 __all__ = ["FieldValidation", "Validated", "parse_field_validation", "validate"]
 
@@ -124,6 +125,11 @@ def _validate_custom(
     return Validated(obj, warnings)
 
 
+@functools.lru_cache(maxsize=32)
+def _custom_schema(cls: type[KubeObject]) -> dict[str, Any]:
+    return openapi_schema(cls)
+
+
 def _is_unknown(error: FieldError) -> bool:
     return error.message.startswith(_UNKNOWN_PREFIXES)
 
@@ -176,5 +182,12 @@ def _validate_model(
         problems = [(format_path(path), message) for path, message in iter_issues(obj)]
         if problems:
             raise invalid(resource, name, problems)
+        if cls.INFO.custom:
+            # shoal's own kinds are custom resources on Kubernetes: stored as sent (unknown
+            # fields dropped) with their schema's defaults, as a Kubernetes API server stores
+            # them, so `kubectl apply` finds what it applied (the model's shorthand forms,
+            # such as the talk's `test: [/path]`, stay as written).
+            apply_defaults(data, _custom_schema(cls))
+            return Validated(data, warnings)
         return Validated(obj.to_dict(), warnings)
     raise invalid(resource, name, [("", "too many unknown fields nested in each other")])

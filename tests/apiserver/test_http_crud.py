@@ -65,7 +65,8 @@ async def test_create_get_update_delete_a_configmap() -> None:
             created = await response.json()
         meta = created["metadata"]
         assert meta["namespace"] == "default"
-        assert meta["uid"] and meta["resourceVersion"].isdigit()
+        assert meta["uid"]
+        assert meta["resourceVersion"].isdigit()
         assert meta["creationTimestamp"].endswith("Z")
         assert meta["generation"] == 1
         async with http.get(f"{CM}/settings") as response:
@@ -102,7 +103,8 @@ async def test_duplicate_create_is_409_already_exists_and_generate_name_is_uniqu
             async with http.post(CM, json=generated) as response:
                 assert response.status == 201
                 name = (await response.json())["metadata"]["name"]
-            assert name.startswith("job-") and len(name) == len("job-") + 5
+            assert name.startswith("job-")
+            assert len(name) == len("job-") + 5
             names.add(name)
         assert len(names) == 3
 
@@ -295,10 +297,15 @@ async def test_patch_json_and_merge_and_unsupported_types() -> None:
         stale = {"metadata": {"resourceVersion": "1"}, "data": {"d": "4"}}
         async with http.patch(f"{CM}/p", json=stale, headers=merge) as r:
             assert r.status == 409
+        # Custom resources take no strategic merge patch (kubectl then sends a merge patch).
+        async with http.post(LT, json=loadtest("p")) as r:
+            assert r.status == 201
         strategic = {"Content-Type": "application/strategic-merge-patch+json"}
-        async with http.patch(f"{CM}/p", json={"data": {}}, headers=strategic) as r:
+        async with http.patch(f"{LT}/p", json={"spec": {}}, headers=strategic) as r:
             assert r.status == 415
             assert (await status_of(r))["reason"] == "UnsupportedMediaType"
+        async with http.patch(f"{CM}/p", json={}, headers={"Content-Type": "text/plain"}) as r:
+            assert r.status == 415
         async with http.patch(f"{CM}/missing", json={}, headers=merge) as r:
             assert r.status == 404
 
@@ -373,15 +380,18 @@ async def test_discovery_and_openapi() -> None:
         assert {"deployments", "deployments/status"} <= resources
         async with http.get("/openapi/v3") as response:
             index = (await response.json())["paths"]
-        assert "apis/loadtest/v1" in index and "api/v1" in index
+        assert "apis/loadtest/v1" in index
+        assert "api/v1" in index
         async with http.get(index["apis/apps/v1"]["serverRelativeURL"]) as response:
             document = await response.json()
         patch = document["paths"]["/apis/apps/v1/namespaces/{namespace}/deployments/{name}"][
             "patch"
         ]
-        assert {"group": "apps", "version": "v1", "kind": "Deployment"} == patch[
-            "x-kubernetes-group-version-kind"
-        ]
+        assert patch["x-kubernetes-group-version-kind"] == {
+            "group": "apps",
+            "version": "v1",
+            "kind": "Deployment",
+        }
         assert "fieldValidation" in [p["name"] for p in patch["parameters"]]
         async with http.get("/openapi/v3/apis/nothing/v1") as response:
             assert response.status == 404

@@ -264,6 +264,6 @@ async def test_crds_are_served_again_after_a_restart(tmp_path: Any) -> None:
         body = {"metadata": {"name": "w1"}, "spec": {"size": 1}}
         await create(http, WIDGETS, body)
     async with api_server(data_dir=tmp_path) as server, server.session() as http:
-        async with http.get(f"{WIDGETS}/w1") as response:
-            assert response.status == 200
-            assert (await response.json())["spec"]["size"] == 1
+        response = await http.get(f"{WIDGETS}/w1")
+        assert response.status == 200
+        assert (await response.json())["spec"]["size"] == 1

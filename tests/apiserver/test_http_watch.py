@@ -25,7 +25,7 @@ async def create(http: aiohttp.ClientSession, name: str, **labels: str) -> dict[
 
 async def read_events(response: aiohttp.ClientResponse, count: int) -> list[dict[str, Any]]:
     """The next ``count`` events of a watch stream (bounded by WAIT seconds)."""
-    events = []
+    events: list[dict[str, Any]] = []
     async with asyncio.timeout(WAIT):
         while len(events) < count:
             line = await response.content.readline()

@@ -12,6 +12,7 @@ with its traceback; the request itself is not logged, so neither is the token).
 from __future__ import annotations
 
 import datetime as dt
+import importlib
 import json
 import logging
 import math
@@ -583,19 +584,48 @@ async def _create(
     return _write_response(request, resource, result, 201)
 
 
-def _patcher(request: web.Request, resource: Resource, patch: Any) -> Callable[[Body], Body]:
+def _patching_module() -> Any:
+    """``shoal.apiserver.patching`` (JSON, merge and strategic merge patch) when installed;
+    None falls back to :mod:`~shoal.apiserver.simplepatch` (JSON and merge patch only)."""
+    try:
+        return importlib.import_module("shoal.apiserver.patching")
+    except ImportError:
+        return None
+
+
+def _patcher(request: web.Request, resource: Resource, raw: bytes) -> Callable[[Body], Body]:
+    """The function that applies the request's patch to the current object."""
     content_type = request.content_type
-    if content_type == JSON_PATCH:
-        apply = apply_json_patch
-    elif content_type == MERGE_PATCH:
-        apply = apply_merge_patch
-    else:
-        accepted = f"{JSON_PATCH}, {MERGE_PATCH}"
+    patching = _patching_module()
+    if content_type == APPLY_PATCH or (
+        patching is None and content_type not in (JSON_PATCH, MERGE_PATCH)
+    ):
+        accepted = [JSON_PATCH, MERGE_PATCH]
+        if patching is not None and resource.model is not None and not resource.model.INFO.custom:
+            accepted.append(STRATEGIC_PATCH)
         raise APIError(
             "UnsupportedMediaType",
-            f"the body of the request was in an unknown format - accepted media types include: "
-            f"{accepted}",
+            "the body of the request was in an unknown format - accepted media types include: "
+            + ", ".join(accepted),
         )
+    if patching is not None:
+        try:
+            document = patching.decode_patch(content_type, raw)
+        except patching.PatchError as error:
+            raise error.to_api_error() from None
+
+        def run_full(current: Body) -> Body:
+            try:
+                patched: Body = patching.patch_object(
+                    current, content_type, document, kind=resource.model
+                )
+            except patching.PatchError as error:
+                raise error.to_api_error() from None
+            return patched
+
+        return run_full
+    patch = _decode(raw, "json")
+    apply = apply_json_patch if content_type == JSON_PATCH else apply_merge_patch
 
     def run(current: Body) -> Body:
         try:
@@ -616,13 +646,7 @@ async def _patch(
 ) -> web.Response:
     assert target.name is not None
     raw = await request.read()
-    if request.content_type in (STRATEGIC_PATCH, APPLY_PATCH) or request.content_type not in (
-        JSON_PATCH,
-        MERGE_PATCH,
-    ):
-        _patcher(request, resource, None)  # raises 415
-    patch = _decode(raw, "json")
-    apply = _patcher(request, resource, patch)
+    apply = _patcher(request, resource, raw)
     result = await service.patch(
         resource,
         target.namespace,

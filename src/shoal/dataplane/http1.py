@@ -280,7 +280,7 @@ def analyse_request(
             return ProtocolError(400, "Content-Length with Transfer-Encoding")
         if version == b"1.0":
             return ProtocolError(400, "Transfer-Encoding in an HTTP/1.0 request")
-        if b"" in codings:
+        if b"" in codings or codings.count(b"chunked") > 1:
             return ProtocolError(400, "invalid Transfer-Encoding")
         if codings != [b"chunked"]:
             return ProtocolError(501, "only Transfer-Encoding: chunked is implemented")
@@ -506,6 +506,9 @@ class _PythonParser:
                     if len(buf) - pos > limits.max_head_size:
                         out.append(self._fail(431, "request header section too large"))
                         return
+                    if buf.count(b"\n", pos) != buf.count(b"\r\n", pos):
+                        out.append(self._fail(400, "line ending without CR"))
+                        return
                     self._scan = max(pos, len(buf) - 3)
                     break
                 if end - pos > limits.max_head_size:
@@ -644,8 +647,9 @@ class PythonRequestParser(_PythonParser):
         if len(fields) > self._limits.max_headers:
             out.append(self._fail(431, "too many header fields"))
             return
-        parts = start.split(b" ")
-        if len(parts) != 3:
+        # Like llhttp, runs of spaces separate the three parts (RFC 9112 §3 allows it).
+        parts = [part for part in start.split(b" ") if part]
+        if len(parts) != 3 or start[:1] == b" " or start[-1:] == b" ":
             out.append(self._fail(400, "invalid request line"))
             return
         method, target, version_text = parts

@@ -6,6 +6,7 @@ import click
 
 from shoal import __version__
 from shoal.cli.manifests import render_command, validate_command
+from shoal.cli.proxy import proxy_command
 from shoal.cli.server import server_command
 
 __all__ = ["main"]
@@ -16,11 +17,13 @@ __all__ = ["main"]
 def main() -> None:
     """shoal: the patterns of Designing Distributed Systems, running for real.
 
-    Describe a replicated or sharded service (or a load test) in YAML or Python; validate it, and
-    render it as Kubernetes manifests.
+    Describe a replicated or sharded service (or a load test) in YAML or Python; validate it and
+    render it as Kubernetes manifests; run the API server (`shoal server`) or the HTTP proxy
+    (`shoal proxy`).
     """
 
 
 main.add_command(validate_command)
 main.add_command(render_command)
 main.add_command(server_command)
+main.add_command(proxy_command)

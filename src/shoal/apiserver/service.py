@@ -56,6 +56,7 @@ Propagation = Literal["Background", "Foreground", "Orphan"]
 
 DEFAULT_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
 NAMESPACE_FINALIZER = "kubernetes"
+PROTECTED_NAMESPACES = ("default", "kube-system", "kube-public")
 FOREGROUND = "foregroundDeletion"
 ORPHAN = "orphan"
 
@@ -468,6 +469,13 @@ class ObjectService:
         self, resource: Resource, namespace: str | None, name: str, options: DeleteOptions
     ) -> tuple[Body, bool]:
         """Delete an object: ``(object, gone)``; ``gone`` is False while finalizers hold it."""
+        if resource.kind == "Namespace" and not resource.group and name in PROTECTED_NAMESPACES:
+            raise APIError(
+                "Forbidden",
+                f'namespaces "{name}" is forbidden: this namespace may not be deleted',
+                name=name,
+                kind="namespaces",
+            )
         entry = await self.get_entry(resource, namespace, name)
         meta = entry.value.get("metadata", {})
         if options.precondition_uid not in (None, meta.get("uid")):
@@ -584,7 +592,7 @@ class ObjectService:
             try:
                 obj, _ = await self.delete(resource, meta.get("namespace"), meta["name"], options)
             except APIError as error:
-                if error.reason == "NotFound":
+                if error.reason in ("NotFound", "Forbidden"):
                     continue
                 raise
             deleted.append(obj)

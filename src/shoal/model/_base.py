@@ -8,6 +8,7 @@ own validation is split the same way, and so are its messages.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Annotated, Any, ClassVar
@@ -17,7 +18,7 @@ from pydantic.alias_generators import to_camel
 
 from shoal.model._paths import Key, Path
 
-__all__ = ["Check", "ShoalModel", "Time", "iter_issues"]
+__all__ = ["Check", "ShoalModel", "Time", "field_name", "iter_issues"]
 
 
 def _utc(value: datetime) -> datetime:
@@ -68,6 +69,11 @@ class ShoalModel(BaseModel):
     def to_dict(self) -> dict[str, Any]:
         """The object as Kubernetes would serialize it: camelCase keys, unset fields left out."""
         return self.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+
+def field_name(alias: str) -> str:
+    """The Python name of a field from its camelCase alias (``httpGet`` -> ``http_get``)."""
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", alias).lower()
 
 
 def iter_issues(model: ShoalModel, base: Path = ()) -> Iterator[Check]:

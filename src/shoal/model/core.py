@@ -17,7 +17,7 @@ from typing import Annotated, Any, ClassVar, Literal
 from pydantic import Field
 
 from shoal.model import _syntax
-from shoal.model._base import Check, ShoalModel, Time
+from shoal.model._base import Check, ShoalModel, Time, field_name
 from shoal.model._paths import Key
 from shoal.model.meta import (
     KindInfo,
@@ -365,7 +365,7 @@ class Container(ShoalModel):
                 )
             seen_ports[key] = index
         for probe_name in ("livenessProbe", "startupProbe"):
-            probe = getattr(self, _snake(probe_name))
+            probe = getattr(self, field_name(probe_name))
             if probe is not None and probe.success_threshold != 1:
                 yield (probe_name, "successThreshold"), "must be 1"
         mount_paths: set[str] = set()
@@ -529,7 +529,7 @@ class PodSpec(ShoalModel):
                         f"Not found: {mount.name!r}: no volume of that name in spec.volumes",
                     )
             for probe_name in ("livenessProbe", "readinessProbe", "startupProbe"):
-                probe: Probe | None = getattr(container, _snake(probe_name))
+                probe: Probe | None = getattr(container, field_name(probe_name))
                 if probe is None:
                     continue
                 action = probe.http_get or probe.tcp_socket
@@ -1003,11 +1003,7 @@ class Event(KubeObject):
 
 
 def _is_set(model: ShoalModel, alias: str) -> bool:
-    return getattr(model, _snake(alias)) is not None
-
-
-def _snake(alias: str) -> str:
-    return re.sub(r"(?<!^)(?=[A-Z])", "_", alias).lower()
+    return getattr(model, field_name(alias)) is not None
 
 
 def _is_zero(value: int | str) -> bool:

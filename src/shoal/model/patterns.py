@@ -23,7 +23,7 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 
 from shoal.errors import InvalidObjectsError, Issue
 from shoal.model import _syntax
-from shoal.model._base import Check, ShoalModel, iter_issues
+from shoal.model._base import Check, ShoalModel, field_name, iter_issues
 from shoal.model._errors import translate
 from shoal.model._paths import format_path
 from shoal.model.core import (
@@ -160,7 +160,7 @@ class _PodShape(ShoalModel):
     def _checks(self) -> Iterator[Check]:
         if self.template is not None:
             for alias in self._SHORT_FORM:
-                if getattr(self, _snake(alias)) is not None:
+                if getattr(self, field_name(alias)) is not None:
                     yield (
                         (alias,),
                         "may not be specified together with `template`: put it in the template",
@@ -430,7 +430,3 @@ class ShardedService(_Pattern):
 
     def _longest_derived_suffix(self) -> str:
         return f"-shard-{max(self.spec.shards - 1, 0)}"
-
-
-def _snake(alias: str) -> str:
-    return re.sub(r"(?<!^)(?=[A-Z])", "_", alias).lower()

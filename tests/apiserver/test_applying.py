@@ -392,14 +392,16 @@ class TestSubresourcesAndKinds:
         assert main.object["status"]["readyReplicas"] == 2
 
     def test_custom_kinds_have_atomic_lists(self) -> None:
-        """A custom kind's lists are atomic (a CRD without list markers), its metadata is typed."""
+        """A custom kind's lists are atomic (a CRD without list markers), its metadata is typed;
+        the talk's short ``loadtest/v1`` is recorded as the canonical API version."""
         load_test = {
-            "apiVersion": "loadtest.shoal.dev/v1",
+            "apiVersion": "loadtest/v1",
             "kind": "LoadTest",
             "metadata": {"name": "lt", "finalizers": ["example.com/x"]},
             "spec": {"service": "web", "tests": [{"name": "t", "test": [{"path": "/"}]}]},
         }
         result = apply(None, load_test, "kubectl", force=False, now=T1).object
+        assert entry(result, "kubectl")["apiVersion"] == "loadtest.shoal.dev/v1"
         assert entry(result, "kubectl")["fieldsV1"] == {
             "f:metadata": {"f:finalizers": {'v:"example.com/x"': {}}},
             "f:spec": {"f:service": {}, "f:tests": {}},

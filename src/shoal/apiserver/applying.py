@@ -61,7 +61,8 @@ so re-applying the same configuration changes nothing at all.
 Not supported: unions (``x-kubernetes-unions``), per-version conversion of field sets (shoal
 serves one version per kind), ``x-kubernetes-map-type: atomic`` on custom resources, and the
 client-side-apply upgrade path (``kubectl.kubernetes.io/last-applied-configuration`` is an
-ordinary annotation here). The ``resourceVersion`` precondition of an apply is the server's job.
+ordinary annotation here). The ``resourceVersion`` precondition of an apply, and the 404 of a
+status apply to a missing object, are the HTTP handler's.
 """
 
 from __future__ import annotations
@@ -662,12 +663,17 @@ def _write_entries(obj: Obj, entries: Iterable[ManagedEntry]) -> None:
 
 def _resolve_kind(
     obj: Mapping[str, Any], kind: type[KubeObject] | None, status_subresource: bool | None
-) -> tuple[Shape, bool]:
+) -> tuple[Shape, bool, str | None]:
+    """The shape, whether status is a subresource, and the canonical ``apiVersion``."""
     if kind is None:
         kind = kind_class(obj)
     if status_subresource is None:
         status_subresource = kind.INFO.status_subresource if kind is not None else False
-    return root_shape(kind), status_subresource
+    given = obj.get("apiVersion")
+    api_version = given if isinstance(given, str) else None
+    if kind is not None and (api_version is None or kind.INFO.accepts_api_version(api_version)):
+        api_version = kind.INFO.api_version  # the talk's loadtest/v1 is recorded canonically
+    return root_shape(kind), status_subresource, api_version
 
 
 def apply(
@@ -694,7 +700,7 @@ def apply(
     or with duplicate keys, and for an empty ``manager``. Neither argument is modified.
     """
     _check_applied(live, applied, manager)
-    shape, status_sub = _resolve_kind(applied, kind, status_subresource)
+    shape, status_sub, api_version = _resolve_kind(applied, kind, status_subresource)
     in_scope = _in_scope(subresource, status_sub)
     config = _effective_config(applied, subresource, status_sub)
     applied_set = frozenset(
@@ -757,7 +763,7 @@ def apply(
     mine = ManagedEntry(
         manager=manager,
         operation="Apply",
-        api_version=str(applied["apiVersion"]),
+        api_version=api_version,
         time=previous.time if previous is not None and same_fields and not changed else now,
         fields=applied_set,
         subresource=subresource,
@@ -812,7 +818,7 @@ def record_update(
     are kept. Neither argument is modified.
     """
     result = copy.deepcopy(dict(new))
-    shape, status_sub = _resolve_kind(result, kind, status_subresource)
+    shape, status_sub, api_version = _resolve_kind(result, kind, status_subresource)
     in_scope = _in_scope(subresource, status_sub)
     metadata = result.setdefault("metadata", {})
     given = metadata.pop("managedFields", None)
@@ -831,7 +837,6 @@ def record_update(
         if (p not in before or not _same(before[p], value)) and _ownable(p) and in_scope(p)
     )
     existing = set(after)
-    api_version = result.get("apiVersion")
     mine_id = (manager, "Update", subresource, api_version)
     out: list[ManagedEntry] = []
     placed = False
@@ -848,7 +853,7 @@ def record_update(
             ManagedEntry(
                 manager=manager,
                 operation="Update",
-                api_version=api_version if isinstance(api_version, str) else None,
+                api_version=api_version,
                 time=now,
                 fields=taken,
                 subresource=subresource,

@@ -63,14 +63,11 @@ class RunningServer:
     url: str
     port: int
     kubeconfig: Path
-    token: str
+    token: str = field(repr=False)
     ca_cert: Path
     data_dir: Path
     service: ObjectService
     collector: Collector
-
-    def __repr__(self) -> str:  # never show the token
-        return f"RunningServer(url={self.url!r}, kubeconfig={str(self.kubeconfig)!r})"
 
 
 def _listen(address: str, port: int) -> socket.socket:

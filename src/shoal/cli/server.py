@@ -56,7 +56,8 @@ def server_command(data_dir: Path | None, address: str, port: int) -> None:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    settings = ServerSettings(data_dir or default_data_dir(), address=address, port=port)
+    directory = (data_dir or default_data_dir()).expanduser().absolute()
+    settings = ServerSettings(directory, address=address, port=port)
     try:
         with contextlib.suppress(KeyboardInterrupt):
             asyncio.run(_run(settings))

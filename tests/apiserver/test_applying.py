@@ -552,3 +552,40 @@ _elements = st.one_of(
 def test_fields_v1_round_trips(paths: set[FieldPath]) -> None:
     """Any set of paths survives FieldsV1 and back, ``"."`` markers included."""
     assert fields_from_v1(fields_to_v1(paths)) == paths
+
+
+_elements_or_garbage = st.sampled_from(
+    ["f:spec", "f:replicas", 'k:{"name":"app"}', "k:[1]", 'v:"a"', "i:0", ".", "x", "f:metadata"]
+)
+_fields_v1: st.SearchStrategy[Any] = st.recursive(
+    st.just({}) | st.integers(),
+    lambda inner: st.dictionaries(_elements_or_garbage, inner, max_size=3),
+    max_leaves=10,
+)
+_entries = st.lists(
+    st.fixed_dictionaries(
+        {"manager": st.sampled_from(["a", "me", ""]), "fieldsV1": _fields_v1},
+        optional={"operation": st.sampled_from(["Apply", "Update", "Delete"])},
+    ),
+    max_size=3,
+)
+
+
+@given(stored=_entries, applied=_configs, force=st.booleans())
+def test_any_stored_managed_fields_apply_or_are_refused(
+    stored: list[dict[str, Any]], applied: dict[str, Any], force: bool
+) -> None:
+    """Whatever ``managedFields`` an object carries, apply and update either succeed or raise
+    a patch error with its status code (400, 409 or 422), never anything else."""
+    live = apply(None, config(), "me", force=False, now=T1).object
+    live["metadata"]["managedFields"] = stored
+    codes = []
+    try:
+        apply(live, applied, "me", force=force, now=T2)
+    except (BadPatchError, InvalidPatchError, ApplyConflictError) as error:
+        codes.append(error.code)
+    try:
+        record_update(live, applied, "me", T2)
+    except (BadPatchError, InvalidPatchError) as error:
+        codes.append(error.code)
+    assert set(codes) <= {400, 409, 422}

@@ -11,11 +11,13 @@ from hypothesis import strategies as st
 
 from shoal.apiserver.patching import (
     InvalidPatchError,
+    PatchError,
     json_equal,
     json_patch,
     merge_diff,
     merge_patch,
     parse_pointer,
+    strategic_merge_patch,
 )
 
 _keys = st.text(alphabet="ab/~0 1", max_size=3)
@@ -105,3 +107,56 @@ def test_copy_then_test_agrees(document: Any, data: st.DataObject) -> None:
         ],
     )
     assert json_equal(result["copy"], value)
+
+
+_directive_keys = st.sampled_from(
+    [
+        "spec",
+        "template",
+        "containers",
+        "name",
+        "image",
+        "env",
+        "ports",
+        "containerPort",
+        "metadata",
+        "finalizers",
+        "strategy",
+        "$patch",
+        "$retainKeys",
+        "$setElementOrder/containers",
+        "$deleteFromPrimitiveList/finalizers",
+    ]
+)
+_directive_scalars = (
+    st.none()
+    | st.booleans()
+    | st.integers(-2, 2)
+    | st.sampled_from(["a", "replace", "delete", "merge"])
+)
+_patch_like = st.recursive(
+    _directive_scalars,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(_directive_keys, inner, max_size=4),
+    max_leaves=20,
+)
+_LIVE = {
+    "apiVersion": "apps/v1",
+    "kind": "Deployment",
+    "metadata": {"name": "web", "finalizers": ["a"]},
+    "spec": {
+        "template": {"spec": {"containers": [{"name": "a", "image": "x", "env": [{"name": "A"}]}]}}
+    },
+}
+
+
+@given(patch=_patch_like)
+def test_any_patch_is_applied_or_refused_with_a_patch_error(patch: Any) -> None:
+    """Whatever the body, every patch type either returns a result or raises a
+    :class:`PatchError` (which the server answers with its status code): never anything else."""
+    codes = []
+    for function in (strategic_merge_patch, json_patch, merge_patch):
+        try:
+            function(_LIVE, patch)
+        except PatchError as error:
+            codes.append(error.code)
+    assert set(codes) <= {400, 415, 422}

@@ -224,9 +224,11 @@ def fields_from_v1(fields_v1: Any, *, where: str = "fieldsV1") -> frozenset[Fiel
                 )
             if element.startswith(("k:", "v:")):
                 try:
-                    json.loads(element[2:])
+                    decoded = json.loads(element[2:])
                 except ValueError:
                     raise BadPatchError(f"{where}: {element!r} does not hold JSON") from None
+                if element.startswith("k:") and not isinstance(decoded, dict):
+                    raise BadPatchError(f"{where}: {element!r} must hold a JSON object of keys")
             path = (*prefix, element)
             if child == {}:
                 out.add(path)
@@ -243,7 +245,10 @@ def _v1_text(path: FieldPath) -> str:
 
 def managed_entries(obj: Mapping[str, Any]) -> list[ManagedEntry]:
     """The ``managedFields`` of ``obj`` as entries (empty when it has none)."""
-    raw = (obj.get("metadata") or {}).get("managedFields") or []
+    metadata = obj.get("metadata") or {}
+    if not isinstance(metadata, dict):
+        raise BadPatchError("metadata must be an object")
+    raw = metadata.get("managedFields") or []
     if not isinstance(raw, list):
         raise BadPatchError("metadata.managedFields must be a list")
     entries = []
@@ -821,6 +826,8 @@ def record_update(
     shape, status_sub, api_version = _resolve_kind(result, kind, status_subresource)
     in_scope = _in_scope(subresource, status_sub)
     metadata = result.setdefault("metadata", {})
+    if not isinstance(metadata, dict):
+        raise BadPatchError("metadata must be an object")
     given = metadata.pop("managedFields", None)
     if given is None:
         entries = managed_entries(old) if old is not None else []

@@ -82,6 +82,19 @@ def make_app(service: ObjectService, info: ServerInfo) -> web.Application:
     return app
 
 
+def _json_response(
+    data: Any, *, status: int = 200, headers: Mapping[str, str] | None = None
+) -> web.Response:
+    # Exactly `application/json`, as Kubernetes answers: some clients (lightkube) compare the
+    # whole header, so aiohttp's `; charset=utf-8` would hide every error body from them.
+    return web.Response(
+        body=json.dumps(data, separators=(",", ":")).encode(),
+        status=status,
+        headers=headers,
+        content_type="application/json",
+    )
+
+
 # -- middlewares ------------------------------------------------------------------------------
 
 
@@ -89,7 +102,7 @@ def status_response(error: APIError) -> web.Response:
     headers = {}
     if error.retry_after_seconds is not None:
         headers["Retry-After"] = str(error.retry_after_seconds)
-    return web.json_response(error.to_status(), status=error.code, headers=headers)
+    return _json_response(error.to_status(), status=error.code, headers=headers)
 
 
 @web.middleware
@@ -138,10 +151,10 @@ async def _dispatch(request: web.Request) -> web.StreamResponse:
         return web.Response(text="ok", content_type="text/plain")
     if path == "/version":
         _only(request, "GET")
-        return web.json_response(_version(request.app[INFO]))
+        return _json_response(_version(request.app[INFO]))
     if path == "/openapi/v3" or path.startswith("/openapi/v3/"):
         _only(request, "GET")
-        return web.json_response(openapi.answer(request.app[SERVICE].registry, path))
+        return _json_response(openapi.answer(request.app[SERVICE].registry, path))
     service = request.app[SERVICE]
     registry = service.registry
     target = parse_path(path, lambda g, v, p: registry.lookup(g, v, p) is not None)
@@ -149,7 +162,7 @@ async def _dispatch(request: web.Request) -> web.StreamResponse:
         raise APIError("NotFound", NOT_FOUND)
     if isinstance(target, Discovery):
         _only(request, "GET")
-        return web.json_response(_discovery(request, target))
+        return _json_response(_discovery(request, target))
     return await _resource_request(request, service, target)
 
 
@@ -451,7 +464,7 @@ def _object_response(
         body = _partial(obj)
     else:
         body = obj
-    response = web.json_response(body, status=status)
+    response = _json_response(body, status=status)
     for warning in warnings or ():
         response.headers.add("Warning", f'299 - "{_quote(warning)}"')
     return response
@@ -508,12 +521,12 @@ async def _list(
             resource_version=str(result.revision),
             continue_token=result.continue_token,
         )
-        return web.json_response(body)
+        return _json_response(body)
     metadata: Body = {"resourceVersion": str(result.revision)}
     if result.continue_token:
         metadata["continue"] = result.continue_token
     if form == "PartialObjectMetadata":
-        return web.json_response(
+        return _json_response(
             {
                 "kind": "PartialObjectMetadataList",
                 "apiVersion": "meta.k8s.io/v1",
@@ -521,7 +534,7 @@ async def _list(
                 "items": [_partial(item) for item in result.items],
             }
         )
-    return web.json_response(
+    return _json_response(
         {
             "kind": resource.list_kind,
             "apiVersion": resource.api_version,
@@ -704,7 +717,7 @@ async def _delete_collection(
     result = await service.delete_collection(
         resource, target.namespace, options, labels=labels, fields=fields
     )
-    return web.json_response(
+    return _json_response(
         {
             "kind": resource.list_kind,
             "apiVersion": resource.api_version,

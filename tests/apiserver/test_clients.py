@@ -22,7 +22,7 @@ from shoal.testing import LocalAPIServer, api_server, api_server_process
 
 
 def _official(server: LocalAPIServer) -> Any:
-    api_client = k8s_config.new_client_from_config(config_file=str(server.kubeconfig))
+    api_client = k8s_config.new_client_from_config(config_file=str(server.kubeconfig))  # type: ignore[no-untyped-call]
     return k8s.CoreV1Api(api_client)
 
 
@@ -49,7 +49,7 @@ async def test_official_client_lists_watches_patches_and_conflicts() -> None:
             assert caught.value.status == 409
 
             events = []
-            stream = k8s_watch.Watch().stream(
+            stream = k8s_watch.Watch().stream(  # type: ignore[no-untyped-call]
                 core.list_namespaced_config_map,
                 "default",
                 resource_version=listing.metadata.resource_version,

@@ -4,6 +4,7 @@
 * :mod:`~shoal.client.informers`: list-then-watch caches that report changed keys;
 * :mod:`~shoal.client.queueing`: the de-duplicating work queue with back-off;
 * :mod:`~shoal.client.runtime`: controllers as idempotent ``reconcile(key)``;
+* :mod:`~shoal.client.events`: Events about objects, counted up when repeated;
 * :mod:`~shoal.client.clock`: real and fake time.
 
 The HTTP implementation of the protocol (for shoal's API server and Kubernetes) comes with the
@@ -11,6 +12,7 @@ API server.
 """
 
 from shoal.client.clock import Clock, FakeClock, LoopClock
+from shoal.client.events import EventRecorder, EventSettings
 from shoal.client.informers import Informer, InformerSettings
 from shoal.client.protocol import (
     APIConflict,
@@ -31,6 +33,8 @@ __all__ = [
     "Clock",
     "Controller",
     "ControllerSettings",
+    "EventRecorder",
+    "EventSettings",
     "FakeClock",
     "Informer",
     "InformerSettings",

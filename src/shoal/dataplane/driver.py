@@ -159,6 +159,8 @@ class _UpstreamProtocol(asyncio.Protocol):
         self.closed = False
         self.idle_since = 0.0
         self.exchanges = 0
+        self.corked: list[bytes] | None = None
+        """Writes held back while a client's read is handled, sent as one (see ``flush``)."""
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports are not asyncio.Transport subclasses but have the same methods.
@@ -191,11 +193,24 @@ class _UpstreamProtocol(asyncio.Protocol):
             self.owner.resume_reading("upstream-full")
 
     def write(self, data: bytes) -> None:
-        if self.transport is not None and not self.closed:
+        corked = self.corked
+        if corked is not None:
+            corked.append(data)
+        elif self.transport is not None and not self.closed:
             self.transport.write(data)
+
+    def flush(self) -> None:
+        """Send the writes held back since ``corked`` was set, in one system call."""
+        corked = self.corked
+        if corked is None:
+            return
+        self.corked = None
+        if corked:
+            self.write(corked[0] if len(corked) == 1 else b"".join(corked))
 
     def close(self) -> None:
         self.owner = None
+        self.corked = None
         if self.transport is not None:
             self.transport.close()
 
@@ -208,10 +223,18 @@ class UpstreamPool:
         self._idle: dict[Address, list[_UpstreamProtocol]] = {}
         self._sweeper: asyncio.TimerHandle | None = None
         self._closed = False
+        self._loop: asyncio.AbstractEventLoop | None = None
         self.opened = 0
         """Connections opened so far."""
         self.reused = 0
         """Exchanges that took an idle connection instead of opening one."""
+
+    def _get_loop(self) -> asyncio.AbstractEventLoop:
+        # get_running_loop() costs a getpid() system call; the pool lives on one loop.
+        loop = self._loop
+        if loop is None:
+            loop = self._loop = asyncio.get_running_loop()
+        return loop
 
     def idle_count(self, address: Address | None = None) -> int:
         """Idle connections kept (for one address, or for all)."""
@@ -224,7 +247,7 @@ class UpstreamPool:
         idle = self._idle.get(address)
         if not idle:
             return None
-        deadline = asyncio.get_running_loop().time() - self._settings.pool_idle_timeout
+        deadline = self._get_loop().time() - self._settings.pool_idle_timeout
         while idle:
             conn = idle.pop()
             if not conn.closed and conn.idle_since > deadline:
@@ -249,7 +272,7 @@ class UpstreamPool:
         if self._closed or conn.closed or len(idle) >= self._settings.pool_max_idle:
             conn.close()
             return
-        loop = asyncio.get_running_loop()
+        loop = self._get_loop()
         conn.idle_since = loop.time()
         idle.append(conn)
         if self._sweeper is None:
@@ -263,7 +286,7 @@ class UpstreamPool:
 
     def _sweep(self) -> None:
         self._sweeper = None
-        loop = asyncio.get_running_loop()
+        loop = self._get_loop()
         deadline = loop.time() - self._settings.pool_idle_timeout
         remaining = False
         for idle in self._idle.values():
@@ -328,6 +351,8 @@ class _ClientProtocol(asyncio.Protocol):
         self._last_activity = 0.0
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at = 0.0
+        self._out: list[bytes] | None = None
+        self._feeding = False
 
     # --- asyncio callbacks ---
 
@@ -345,8 +370,19 @@ class _ClientProtocol(asyncio.Protocol):
                 self._upstream.write(data)
             return
         if self._phase == _IDLE:
-            self._set_phase(_HEAD, now)
-        self._handle(self._parser.feed(data))
+            # The head timer is armed only if the head is still incomplete after this read.
+            self._phase = _HEAD
+            self._phase_since = now
+        self._feeding = True
+        try:
+            self._handle(self._parser.feed(data))
+        finally:
+            self._feeding = False
+            upstream = self._upstream
+            if upstream is not None:
+                upstream.flush()
+        if self._phase == _HEAD:
+            self._arm_head_timer()
         if (
             self._request_done
             and not self._closing
@@ -367,6 +403,7 @@ class _ClientProtocol(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._closing = True
+        self._out = None
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
@@ -501,6 +538,8 @@ class _ClientProtocol(asyncio.Protocol):
         self._upstream = conn
         self._reused = reused
         self._upstream_seen = False
+        if self._feeding:
+            conn.corked = []  # the head and any body in this read go out as one write
         if self._write_paused and conn.transport is not None:
             conn.transport.pause_reading()
 
@@ -512,6 +551,7 @@ class _ClientProtocol(asyncio.Protocol):
         conn.owner = None
         self.resume_reading("upstream-full")
         if reuse and not conn.closed and not conn.parser.buffered:
+            conn.flush()
             if self._write_paused and conn.transport is not None:
                 conn.transport.resume_reading()
             conn.parser.next_cycle()
@@ -528,11 +568,29 @@ class _ClientProtocol(asyncio.Protocol):
             if self._transport is not None:
                 self._transport.write(data)
             return
-        self._upstream_events(conn, conn.parser.feed(data))
+        # Everything this read produces for the client (head, body, chunk ends) is one write.
+        self._out = []
+        try:
+            self._upstream_events(conn, conn.parser.feed(data))
+        finally:
+            self._flush()
+
+    def _send(self, data: bytes) -> None:
+        out = self._out
+        if out is not None:
+            out.append(data)
+        elif self._transport is not None:
+            self._transport.write(data)
+
+    def _flush(self) -> None:
+        out = self._out
+        if out is None:
+            return
+        self._out = None
+        if out and self._transport is not None:
+            self._transport.write(out[0] if len(out) == 1 else b"".join(out))
 
     def _upstream_events(self, conn: _UpstreamProtocol, events: list[Event]) -> None:
-        transport = self._transport
-        assert transport is not None
         for event in events:
             kind = type(event)
             if kind is Data:
@@ -540,7 +598,7 @@ class _ClientProtocol(asyncio.Protocol):
                 if self._down_framer is not None:
                     piece = self._down_framer.data(event.data)
                     if piece:
-                        transport.write(piece)
+                        self._send(piece)
             elif kind is Response:
                 assert isinstance(event, Response)
                 self._on_response(conn, event)
@@ -573,34 +631,37 @@ class _ClientProtocol(asyncio.Protocol):
             head, self._retry_head = self._retry_head, None
             self._connect(self._address, head)
             return
-        self._upstream_events(conn, conn.parser.feed_eof())
+        self._out = []
+        try:
+            self._upstream_events(conn, conn.parser.feed_eof())
+        finally:
+            self._flush()
         if self._upstream is conn:  # the response had ended; the connection just closed
             self._detach(reuse=False)
 
     def _on_response(self, conn: _UpstreamProtocol, response: Response) -> None:
         request = self._request
-        transport = self._transport
         assert request is not None
-        assert transport is not None
+        send = self._send
         status = response.status
         forwarding = self._settings.forwarding
         if status < 200 and status != 101:
             if request.http_version == b"1.1":
                 head, _, _ = client_response(response, request, True, forwarding)
-                transport.write(head)
+                send(head)
             return
         if status == 101:
             if request.upgrade is None:
                 self._upstream_broken(ProtocolError(502, "upstream switched protocols unasked"))
                 return
             head, _, _ = client_response(response, request, True, forwarding)
-            transport.write(head)
+            send(head)
             self._tunnel = True
             self._response_started = True
             self._set_phase(_TUNNEL, self._loop.time())
             rest = conn.parser.take_buffer()
             if rest:
-                transport.write(rest)
+                send(rest)
             early = self._parser.take_buffer()
             if early:
                 conn.write(early)
@@ -612,14 +673,14 @@ class _ClientProtocol(asyncio.Protocol):
         )
         self._upstream_keep = response.keep_alive
         self._response_started = True
-        transport.write(head)
+        send(head)
 
     def _on_response_end(self) -> None:
         self._response_done = True
-        if self._down_framer is not None and self._transport is not None:
+        if self._down_framer is not None:
             end = self._down_framer.end()
             if end:
-                self._transport.write(end)
+                self._send(end)
         if not self._request_done:
             # Answered before the request body ended: the upstream connection is unusable and
             # the client's remaining body is read and dropped, then the connection closes.
@@ -641,8 +702,10 @@ class _ClientProtocol(asyncio.Protocol):
         self.resume_reading("pipeline")
         events = self._parser.next_cycle()
         if events or self._parser.buffered:
-            self._set_phase(_HEAD, now)
+            self._phase = _HEAD
             self._handle(events)
+            if self._phase == _HEAD:
+                self._arm_head_timer()
         elif self._eof:
             self._close()
 
@@ -672,19 +735,21 @@ class _ClientProtocol(asyncio.Protocol):
         if status >= 500:
             log.info("%s %s: %s", self._peer, status, detail)
         self._detach(reuse=False)
-        if self._transport is not None and not self._closing:
-            self._transport.write(error_response(status, detail))
+        if not self._closing:
+            self._send(error_response(status, detail))
         self._close()
 
     def _close(self) -> None:
         if self._closing:
             return
+        self._flush()
         self._closing = True
         self._detach(reuse=False)
         if self._transport is not None:
             self._transport.close()
 
     def _abort(self) -> None:
+        self._flush()
         self._closing = True
         self._detach(reuse=False)
         if self._transport is not None:
@@ -698,6 +763,14 @@ class _ClientProtocol(asyncio.Protocol):
         if phase == _TUNNEL:
             return
         deadline = now + self._timeout(phase)
+        if self._timer is None or deadline < self._timer_at:
+            self._arm(deadline)
+
+    def _arm_head_timer(self) -> None:
+        """Make sure the timer fires by the head's deadline (the head is still incomplete)."""
+        if self._closing:
+            return
+        deadline = self._phase_since + self._settings.request_head_timeout
         if self._timer is None or deadline < self._timer_at:
             self._arm(deadline)
 

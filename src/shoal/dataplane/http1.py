@@ -212,6 +212,27 @@ def _is_field_value(value: bytes) -> bool:
     return not value.translate(None, _FIELD_VALUE)
 
 
+_BAD_NAMES: Final = re.compile(rb"[^!#$%&'*+\-.^_`|~0-9A-Za-z:]|::").search
+"""Finds a non-token byte or an empty name in ``b":" + b":".join(names) + b":"``."""
+_BAD_VALUES: Final = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]").search
+"""Finds a byte no field value may hold in ``b"\t".join(values)`` (tab is allowed)."""
+
+
+def _invalid_fields(headers: list[tuple[bytes, bytes]]) -> str | None:
+    """``name`` or ``value`` if some field has an invalid one (one regexp pass each, not per field)."""
+    if _BAD_NAMES(b":" + b":".join([name for name, _ in headers]) + b":"):
+        return "name"
+    if _BAD_VALUES(b"\t".join([value for _, value in headers])):
+        return "value"
+    return None
+
+
+_REQUEST_FIELDS: Final = frozenset(
+    {b"content-length", b"transfer-encoding", b"connection", b"host", b"expect", b"upgrade"}
+)
+_RESPONSE_FIELDS: Final = frozenset({b"content-length", b"transfer-encoding", b"connection"})
+
+
 def _split_tokens(value: bytes) -> list[bytes]:
     return [part.strip(_OWS).lower() for part in value.split(b",")]
 
@@ -242,14 +263,13 @@ def analyse_request(
     hosts = 0
     expect: bytes | None = None
     upgrade: bytes | None = None
+    append = headers.append
     for name, raw_value in raw_headers:
         value = raw_value.strip(_OWS)
-        if not _is_token(name):
-            return ProtocolError(400, "invalid header name")
-        if not _is_field_value(value):
-            return ProtocolError(400, "invalid header value")
-        headers.append((name, value))
+        append((name, value))
         lower = name.lower()
+        if lower not in _REQUEST_FIELDS:
+            continue
         if lower == b"content-length":
             if content_length is not None:
                 return ProtocolError(400, "repeated Content-Length")
@@ -266,6 +286,11 @@ def analyse_request(
             expect = value.lower()
         elif lower == b"upgrade":
             upgrade = value
+    # Names and values are checked together after the loop (two regexp searches in all); an
+    # error found inside the loop (Content-Length) is a 400 as well.
+    invalid = _invalid_fields(headers) if headers else None
+    if invalid is not None:
+        return ProtocolError(400, f"invalid header {invalid}")
     if len(headers) > limits.max_headers:
         return ProtocolError(431, "too many header fields")
     if hosts > 1 or (hosts == 0 and version == b"1.1"):
@@ -330,12 +355,13 @@ def analyse_response(
     content_length: int | None = None
     codings: list[bytes] | None = None
     connection: list[bytes] = []
+    append = headers.append
     for name, raw_value in raw_headers:
         value = raw_value.strip(_OWS)
-        if not _is_token(name) or not _is_field_value(value):
-            return ProtocolError(502, "invalid upstream header")
-        headers.append((name, value))
+        append((name, value))
         lower = name.lower()
+        if lower not in _RESPONSE_FIELDS:
+            continue
         if lower == b"content-length":
             if not value.isdigit() or len(value) > 18:
                 return ProtocolError(502, "invalid upstream Content-Length")
@@ -346,6 +372,8 @@ def analyse_response(
             codings = (codings or []) + _split_tokens(value)
         elif lower == b"connection":
             connection.extend(_split_tokens(value))
+    if headers and _invalid_fields(headers) is not None:
+        return ProtocolError(502, "invalid upstream header")
     framing: Framing
     if request_method == b"HEAD" or status < 200 or status in (204, 304):
         framing = "none"
@@ -414,10 +442,30 @@ class _PythonParser:
                 self._buf += data
             return []
         out: list[Event] = []
+        if not self._buf and state == _HEAD and not data.startswith(b"\r\n"):
+            # Fast path: a whole head at the start of the read is parsed from the socket's bytes,
+            # without copying them into the buffer first; the rest is the body fast path's.
+            end = data.find(b"\r\n\r\n")
+            if end < 0 or end > self._limits.max_head_size:
+                self._buf += data
+                self._run(out)
+                return out
+            self._head(data[:end], out)
+            state = self._state
+            data = data[end + 4 :]
+            if state == _ERROR:
+                return out
+            if state == _HEAD or not data:  # a 1xx came first, or the read was all head
+                if data:
+                    self._buf += data
+                    self._run(out)
+                return out
         if not self._buf and state in (_LENGTH, _UNTIL_CLOSE):
             # Fast path: a body read straight from the socket's bytes, no copy.
             if state == _UNTIL_CLOSE:
-                return [Data(data)] if data else []
+                if data:
+                    out.append(Data(data))
+                return out
             size = len(data)
             if size <= self._remaining:
                 if size:
@@ -459,7 +507,8 @@ class _PythonParser:
         self._state = _HEAD
         self._scan = 0
         out: list[Event] = []
-        self._run(out)
+        if self._buf:
+            self._run(out)
         if self._eof:
             out += self._eof_events()
         return out
@@ -751,22 +800,20 @@ def serialize_request_head(
     method: bytes, target: bytes, headers: Iterable[tuple[bytes, bytes]]
 ) -> bytes:
     """An HTTP/1.1 request head."""
-    parts = [method, b" ", target, b" HTTP/1.1\r\n"]
-    for name, value in headers:
-        parts += (name, b": ", value, b"\r\n")
-    parts.append(b"\r\n")
-    return b"".join(parts)
+    lines = [b"%s %s HTTP/1.1" % (method, target)]
+    lines += [name + b": " + value for name, value in headers]
+    lines += (b"", b"")
+    return b"\r\n".join(lines)
 
 
 def serialize_response_head(
     status: int, reason: bytes, headers: Iterable[tuple[bytes, bytes]]
 ) -> bytes:
     """An HTTP/1.1 response head."""
-    parts = [b"HTTP/1.1 %d " % status, reason, b"\r\n"]
-    for name, value in headers:
-        parts += (name, b": ", value, b"\r\n")
-    parts.append(b"\r\n")
-    return b"".join(parts)
+    lines = [b"HTTP/1.1 %d %s" % (status, reason)]
+    lines += [name + b": " + value for name, value in headers]
+    lines += (b"", b"")
+    return b"\r\n".join(lines)
 
 
 def chunk(data: bytes) -> bytes:

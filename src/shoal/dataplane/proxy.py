@@ -80,6 +80,10 @@ class ForwardingSettings:
     """A ``Via`` entry to append (``b"1.1 shoal"``), or ``None`` for none."""
 
 
+_USUAL_OPTIONS: Final = HOP_BY_HOP
+"""Connection options that name fields removed anyway."""
+
+
 def connection_tokens(headers: Headers) -> frozenset[bytes]:
     """The lower-cased options of every ``Connection`` field."""
     tokens: set[bytes] = set()
@@ -91,13 +95,24 @@ def connection_tokens(headers: Headers) -> frozenset[bytes]:
 
 def strip_hop_by_hop(headers: Headers, also: Collection[bytes] = ()) -> list[tuple[bytes, bytes]]:
     """``headers`` without hop-by-hop fields, fields named in ``Connection``, or ``also``."""
-    named = connection_tokens(headers)
+    # One pass; the fields that Connection names are removed in a second one, only when it names
+    # more than the usual options.
     kept: list[tuple[bytes, bytes]] = []
+    lowers: list[bytes] = []
+    named: set[bytes] | None = None
     for name, value in headers:
         lower = name.lower()
-        if lower in HOP_BY_HOP or lower.startswith(b"proxy-") or lower in named or lower in also:
+        if lower in HOP_BY_HOP or lower.startswith(b"proxy-") or lower in also:
+            if lower == b"connection":
+                tokens = {part.strip(b" \t").lower() for part in value.split(b",")}
+                tokens -= _USUAL_OPTIONS
+                if tokens:
+                    named = tokens if named is None else named | tokens
             continue
         kept.append((name, value))
+        lowers.append(lower)
+    if named:
+        kept = [field for field, lower in zip(kept, lowers, strict=True) if lower not in named]
     return kept
 
 

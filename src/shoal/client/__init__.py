@@ -7,13 +7,25 @@
 * :mod:`~shoal.client.events`: Events about objects, counted up when repeated;
 * :mod:`~shoal.client.clock`: real and fake time.
 
-The HTTP implementation of the protocol (for shoal's API server and Kubernetes) comes with the
-API server.
+* :mod:`~shoal.client.http`: the protocol over HTTP, for shoal's API server and Kubernetes alike;
+* :mod:`~shoal.client.kubeconfig`: which server, CA, credentials and namespace a kubeconfig names.
 """
 
 from shoal.client.clock import Clock, FakeClock, LoopClock
 from shoal.client.events import EventRecorder, EventSettings
+from shoal.client.http import (
+    APIError,
+    APIResource,
+    APIRetryableError,
+    ApplyResult,
+    ConflictError,
+    HTTPClient,
+    NotFoundError,
+    Status,
+    UnknownResource,
+)
 from shoal.client.informers import Informer, InformerSettings
+from shoal.client.kubeconfig import KubeConfig, KubeConfigError, load_kubeconfig
 from shoal.client.protocol import (
     APIConflict,
     APINotFound,
@@ -29,25 +41,37 @@ from shoal.client.runtime import Controller, ControllerSettings, Result
 
 __all__ = [
     "APIConflict",
+    "APIError",
     "APINotFound",
+    "APIResource",
+    "APIRetryableError",
+    "ApplyResult",
     "Clock",
+    "ConflictError",
     "Controller",
     "ControllerSettings",
     "EventRecorder",
     "EventSettings",
     "FakeClock",
+    "HTTPClient",
     "Informer",
     "InformerSettings",
+    "KubeConfig",
+    "KubeConfigError",
     "ListResult",
     "LoopClock",
+    "NotFoundError",
     "ObjectAPI",
     "QueueSettings",
     "QueueShutDown",
     "ResourceRef",
     "Result",
+    "Status",
+    "UnknownResource",
     "WatchEvent",
     "WatchExpired",
     "WorkQueue",
     "backoff_delay",
+    "load_kubeconfig",
     "object_key",
 ]

@@ -12,7 +12,6 @@ with its traceback; the request itself is not logged, so neither is the token).
 from __future__ import annotations
 
 import datetime as dt
-import importlib
 import json
 import logging
 import math
@@ -23,7 +22,7 @@ from typing import Any, cast
 import yaml
 from aiohttp import web
 
-from shoal.apiserver import openapi
+from shoal.apiserver import openapi, patching
 from shoal.apiserver.paths import Discovery, ObjectPath, parse_path
 from shoal.apiserver.resources import Resource
 from shoal.apiserver.security import tokens_equal
@@ -39,8 +38,7 @@ from shoal.apiserver.service import (
     WriteOptions,
     WriteResult,
 )
-from shoal.apiserver.simplepatch import PatchError, apply_json_patch, apply_merge_patch
-from shoal.apiserver.status import APIError
+from shoal.apiserver.status import APIError, Cause
 from shoal.apiserver.tables import table_for, table_spec_for
 from shoal.apiserver.validating import parse_field_validation
 from shoal.apiserver.watchstream import DEFAULT_TIMEOUT, WatchRequest, check_watch_list, serve_watch
@@ -261,7 +259,34 @@ async def _resource_request(
     )
 
 
-def _write_options(request: web.Request) -> WriteOptions:
+def _patch_options_invalid(field: str, message: str, cause: str) -> APIError:
+    """422 for bad PatchOptions, in Kubernetes' words (``ValidatePatchOptions``)."""
+    return APIError(
+        "Invalid",
+        f'PatchOptions.meta.k8s.io "" is invalid: {field}: {message}',
+        group="meta.k8s.io",
+        kind="PatchOptions",
+        causes=[Cause(cause, message, field)],
+    )
+
+
+def _force(request: web.Request, *, apply: bool) -> bool:
+    """The ``force`` query parameter: only server-side apply takes it."""
+    raw = request.query.get("force")
+    if raw is None:
+        return False
+    if not apply:
+        raise _patch_options_invalid(
+            "force", "Forbidden: may not be specified for non-apply patch", "FieldValueForbidden"
+        )
+    if raw.lower() not in ("true", "false", "1", "0", ""):
+        raise APIError("BadRequest", f"force: invalid boolean value {raw!r}")
+    return raw.lower() in ("true", "1")
+
+
+def _write_options(request: web.Request, *, apply: bool = False) -> WriteOptions:
+    """The write's options; ``apply`` (server-side apply) requires ``fieldManager`` (422), where
+    other writes default it to the User-Agent's first word, as Kubernetes does."""
     query = request.query
     dry_run = query.getall("dryRun", [])
     for value in dry_run:
@@ -269,9 +294,18 @@ def _write_options(request: web.Request) -> WriteOptions:
             raise APIError(
                 "BadRequest", f'Invalid dry run value: "{value}": supported values: "All"'
             )
-    manager = (
-        query.get("fieldManager") or request.headers.get("User-Agent", "unknown").split("/")[0]
-    )
+    if apply:
+        manager = query.get("fieldManager") or ""
+        if not manager:
+            raise _patch_options_invalid(
+                "fieldManager",
+                "Required value: is required for apply patch",
+                "FieldValueRequired",
+            )
+    else:
+        manager = (
+            query.get("fieldManager") or request.headers.get("User-Agent", "unknown").split("/")[0]
+        )
     if len(manager) > 128:
         raise APIError(
             "BadRequest", "fieldManager: Too long: may not be longer than 128 characters"
@@ -597,59 +631,20 @@ async def _create(
     return _write_response(request, resource, result, 201)
 
 
-def _patching_module() -> Any:
-    """``shoal.apiserver.patching`` (JSON, merge and strategic merge patch) when installed;
-    None falls back to :mod:`~shoal.apiserver.simplepatch` (JSON and merge patch only)."""
-    try:
-        return importlib.import_module("shoal.apiserver.patching")
-    except ImportError:
-        return None
-
-
 def _patcher(request: web.Request, resource: Resource, raw: bytes) -> Callable[[Body], Body]:
-    """The function that applies the request's patch to the current object."""
+    """The function that applies the request's JSON, merge or strategic merge patch to the
+    current object (server-side apply goes through :func:`_apply`)."""
     content_type = request.content_type
-    patching = _patching_module()
-    if content_type == APPLY_PATCH or (
-        patching is None and content_type not in (JSON_PATCH, MERGE_PATCH)
-    ):
-        accepted = [JSON_PATCH, MERGE_PATCH]
-        if patching is not None and resource.model is not None and not resource.model.INFO.custom:
-            accepted.append(STRATEGIC_PATCH)
-        raise APIError(
-            "UnsupportedMediaType",
-            "the body of the request was in an unknown format - accepted media types include: "
-            + ", ".join(accepted),
-        )
-    if patching is not None:
-        try:
-            document = patching.decode_patch(content_type, raw)
-        except patching.PatchError as error:
-            raise error.to_api_error() from None
-
-        def run_full(current: Body) -> Body:
-            try:
-                patched: Body = patching.patch_object(
-                    current, content_type, document, kind=resource.model
-                )
-            except patching.PatchError as error:
-                raise error.to_api_error() from None
-            return patched
-
-        return run_full
-    patch = _decode(raw, "json")
-    apply = apply_json_patch if content_type == JSON_PATCH else apply_merge_patch
+    try:
+        document = patching.decode_patch(content_type, raw)
+    except patching.PatchError as error:
+        raise error.to_api_error() from None
 
     def run(current: Body) -> Body:
         try:
-            patched = apply(current, patch)
-        except PatchError as error:
-            if error.malformed:
-                raise APIError("BadRequest", f"the patch is not valid: {error}") from None
-            raise APIError("Invalid", f"the patch does not apply: {error}") from None
-        if not isinstance(patched, dict):
-            raise APIError("BadRequest", "the patched object is not a JSON object")
-        return patched
+            return patching.patch_object(current, content_type, document, kind=resource.model)
+        except patching.PatchError as error:
+            raise error.to_api_error() from None
 
     return run
 
@@ -659,6 +654,9 @@ async def _patch(
 ) -> web.Response:
     assert target.name is not None
     raw = await request.read()
+    if request.content_type == APPLY_PATCH:
+        return await _apply(request, service, resource, target, raw)
+    _force(request, apply=False)
     apply = _patcher(request, resource, raw)
     result = await service.patch(
         resource,
@@ -669,6 +667,32 @@ async def _patch(
         subresource=target.subresource,
     )
     return _write_response(request, resource, result, 200)
+
+
+async def _apply(
+    request: web.Request,
+    service: ObjectService,
+    resource: Resource,
+    target: ObjectPath,
+    raw: bytes,
+) -> web.Response:
+    """Server-side apply: 201 when the apply created the object, else 200."""
+    assert target.name is not None
+    options = _write_options(request, apply=True)
+    force = _force(request, apply=True)
+    if not raw.strip():
+        raise APIError("BadRequest", "the request body is empty; send the applied configuration")
+    applied = _decode(raw, APPLY_PATCH)
+    result = await service.apply(
+        resource,
+        target.namespace,
+        target.name,
+        applied,
+        options,
+        force=force,
+        subresource=target.subresource,
+    )
+    return _write_response(request, resource, result, 201 if result.created else 200)
 
 
 async def _delete_options(request: web.Request) -> DeleteOptions:

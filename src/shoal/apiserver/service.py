@@ -21,7 +21,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from shoal.apiserver import applying
 from shoal.apiserver.aiostorage import AsyncStore
+from shoal.apiserver.patching import PatchError
 from shoal.apiserver.records import Entry, collection_key, object_key
 from shoal.apiserver.resources import CRD_RESOURCE, Registry, Resource
 from shoal.apiserver.selectors import FieldSelector, LabelSelector
@@ -44,7 +46,6 @@ from shoal.apiserver.strategy import (
     prepare_create,
     prepare_status_update,
     prepare_update,
-    record_manager,
     spec_changed,
 )
 from shoal.apiserver.validating import FieldValidation, validate
@@ -81,6 +82,11 @@ class ListResult:
     items: list[Body]
     revision: int
     continue_token: str | None = None
+
+
+Manage = Callable[[Mapping[str, Any] | None, Body], Body]
+"""How a write records ``metadata.managedFields``: ``(old object or None, new object)`` to the
+new object with its managed fields."""
 
 
 @dataclass(slots=True)
@@ -250,9 +256,40 @@ class ObjectService:
                 kind="namespaces",
             )
 
+    def record_update(
+        self, resource: Resource, options: WriteOptions, subresource: str | None = None
+    ) -> Manage:
+        """The managed-fields recorder of an ordinary write (create, PUT, patch): an ``Update``
+        entry for ``options.manager``, with the kind's list types (see
+        :func:`~shoal.apiserver.applying.record_update`)."""
+
+        def manage(old: Mapping[str, Any] | None, new: Body) -> Body:
+            try:
+                return applying.record_update(
+                    old,
+                    new,
+                    options.manager,
+                    now_rfc3339(),
+                    subresource=subresource,
+                    kind=resource.model,
+                    status_subresource=resource.status_subresource,
+                )
+            except PatchError as error:
+                raise error.to_api_error() from None
+
+        return manage
+
     async def create(
-        self, resource: Resource, namespace: str | None, body: Body, options: WriteOptions
+        self,
+        resource: Resource,
+        namespace: str | None,
+        body: Body,
+        options: WriteOptions,
+        *,
+        manage: Manage | None = None,
     ) -> WriteResult:
+        """POST (and the create of a server-side apply, whose ``manage`` keeps the managed
+        fields the apply computed)."""
         now = now_rfc3339()
         obj = prepare_create(resource, body, namespace=namespace, now=now)
         name = obj["metadata"].get("name")
@@ -265,9 +302,7 @@ class ObjectService:
             obj["status"] = {"phase": "Active"}
         if resource is CRD_RESOURCE or resource.kind == "CustomResourceDefinition":
             obj["status"] = self._crd_status(obj)
-        record_manager(
-            obj, None, manager=options.manager, api_version=resource.api_version, now=now
-        )
+        obj = (manage or self.record_update(resource, options))(None, obj)
         obj["metadata"].pop("resourceVersion", None)
         key = self.key(resource, str(name), namespace)
         if options.dry_run:
@@ -365,6 +400,7 @@ class ObjectService:
         body: Body,
         options: WriteOptions,
         subresource: str | None,
+        manage: Manage | None = None,
     ) -> WriteResult:
         old = entry.value
         for key in ("apiVersion", "kind"):
@@ -393,17 +429,12 @@ class ObjectService:
         else:
             obj["metadata"]["generation"] = old_generation + 1
         obj["metadata"].pop("resourceVersion", None)
-        unchanged = _without_managed(obj) == _without_managed(old)
-        if unchanged:
+        obj = (manage or self.record_update(resource, options, subresource))(old, obj)
+        obj["metadata"].pop("resourceVersion", None)
+        if _canonical(obj) == _canonical(old):
+            # Neither the object nor its managed fields changed (a no-op write or apply): no new
+            # revision.
             return WriteResult(self.output(resource, old, entry.revision), checked.warnings)
-        record_manager(
-            obj,
-            old,
-            manager=options.manager,
-            api_version=resource.api_version,
-            now=now_rfc3339(),
-            subresource=subresource,
-        )
         key = self.key(resource, name, namespace)
         meta = obj["metadata"]
         finishing = bool(meta.get("deletionTimestamp")) and not meta.get("finalizers")
@@ -456,6 +487,165 @@ class ObjectService:
                     continue
                 raise
         raise conflict(resource, name, OPTIMISTIC_LOCK_MESSAGE)
+
+    async def apply(
+        self,
+        resource: Resource,
+        namespace: str | None,
+        name: str,
+        applied: Any,
+        options: WriteOptions,
+        *,
+        force: bool = False,
+        subresource: str | None = None,
+    ) -> WriteResult:
+        """Server-side apply (``application/apply-patch+yaml``) of the configuration ``applied``
+        by field manager ``options.manager``: creates the object when it does not exist (the
+        result's ``created``), else merges it in (:func:`~shoal.apiserver.applying.apply`).
+        Conflicts with other managers are 409 unless ``force``; a ``metadata.resourceVersion``
+        in the configuration is a precondition (409 when stale); an apply that changes nothing
+        writes nothing. Retried on a conflict with a concurrent writer."""
+        precondition = self._check_applied(resource, namespace, name, applied)
+        for _ in range(16):
+            try:
+                entry: Entry | None = await self.get_entry(resource, namespace, name)
+            except APIError as error:
+                if error.reason != "NotFound":
+                    raise
+                entry = None
+            if entry is None:
+                if subresource is not None:
+                    raise not_found(resource, name)  # no object to apply the status to
+                if precondition is not None:
+                    raise conflict(resource, name, OPTIMISTIC_LOCK_MESSAGE)  # nothing matches
+                try:
+                    return await self._apply_create(resource, namespace, applied, options, force)
+                except APIError as error:
+                    if error.reason == "AlreadyExists":
+                        continue  # created meanwhile: apply to it
+                    raise
+            if precondition is not None and precondition != str(entry.revision):
+                raise conflict(resource, name, OPTIMISTIC_LOCK_MESSAGE)
+            live = self.output(resource, copy.deepcopy(entry.value), entry.revision)
+            result = self._run_apply(resource, live, applied, options, force, subresource)
+            merged = result.object
+
+            def keep_applied(
+                old: Mapping[str, Any] | None, new: Body, merged: Body = merged
+            ) -> Body:
+                managed = merged.get("metadata", {}).get("managedFields")
+                if managed:
+                    new["metadata"]["managedFields"] = copy.deepcopy(managed)
+                else:
+                    new["metadata"].pop("managedFields", None)
+                return new
+
+            try:
+                return await self._replace(
+                    resource, namespace, name, entry, merged, options, subresource, keep_applied
+                )
+            except APIError as error:
+                if error.reason == "Conflict" and precondition is None:
+                    continue
+                raise
+        raise conflict(resource, name, OPTIMISTIC_LOCK_MESSAGE)
+
+    @staticmethod
+    def _check_applied(
+        resource: Resource, namespace: str | None, name: str, applied: Any
+    ) -> str | None:
+        """Refuse a configuration that names another object (400); its resourceVersion."""
+        if not isinstance(applied, dict):
+            raise bad_request(
+                "an applied configuration must be an object with apiVersion, kind and metadata.name"
+            )
+        metadata = applied.get("metadata")
+        if not isinstance(metadata, dict):
+            raise bad_request("the applied configuration must set metadata.name")
+        given_name = metadata.get("name")
+        if given_name in (None, "") and metadata.get("generateName"):
+            raise bad_request(
+                "metadata.generateName is not supported by server-side apply: set metadata.name"
+            )
+        if given_name not in (None, "", name):
+            raise bad_request(
+                f"the name of the object ({given_name}) does not match the name on the URL ({name})"
+            )
+        if resource.namespaced and metadata.get("namespace") not in (None, "", namespace):
+            raise bad_request(
+                "the namespace of the provided object does not match the namespace sent on the "
+                "request"
+            )
+        kind = applied.get("kind")
+        if isinstance(kind, str) and kind and kind != resource.kind:
+            raise bad_request(
+                f"the kind in the data ({kind}) does not match the expected kind ({resource.kind})"
+            )
+        api_version = applied.get("apiVersion")
+        if (
+            isinstance(api_version, str)
+            and api_version
+            and api_version != resource.api_version
+            and not (
+                resource.model is not None and resource.model.INFO.accepts_api_version(api_version)
+            )
+        ):
+            raise bad_request(
+                f"the apiVersion in the data ({api_version}) does not match the expected "
+                f"apiVersion ({resource.api_version})"
+            )
+        version = metadata.get("resourceVersion")
+        if version in (None, ""):
+            return None
+        if not isinstance(version, str) or not version.isdigit():
+            raise bad_request(f"invalid resourceVersion {version!r}: must be a storage revision")
+        return version
+
+    @staticmethod
+    def _run_apply(
+        resource: Resource,
+        live: Body | None,
+        applied: Body,
+        options: WriteOptions,
+        force: bool,
+        subresource: str | None,
+    ) -> applying.ApplyResult:
+        try:
+            return applying.apply(
+                live,
+                applied,
+                options.manager,
+                force=force,
+                now=now_rfc3339(),
+                subresource=subresource,
+                kind=resource.model,
+                status_subresource=resource.status_subresource,
+            )
+        except PatchError as error:
+            raise error.to_api_error() from None
+
+    async def _apply_create(
+        self,
+        resource: Resource,
+        namespace: str | None,
+        applied: Body,
+        options: WriteOptions,
+        force: bool,
+    ) -> WriteResult:
+        config = copy.deepcopy(applied)
+        if resource.namespaced:
+            config["metadata"]["namespace"] = namespace
+        result = self._run_apply(resource, None, config, options, force, None)
+        managed = copy.deepcopy(result.object.get("metadata", {}).get("managedFields"))
+
+        def keep_applied(old: Mapping[str, Any] | None, new: Body) -> Body:
+            if managed:
+                new["metadata"]["managedFields"] = managed
+            else:
+                new["metadata"].pop("managedFields", None)
+            return new
+
+        return await self.create(resource, namespace, result.object, options, manage=keep_applied)
 
     # -- deletion ---------------------------------------------------------------------------
 
@@ -599,10 +789,9 @@ class ObjectService:
         return ListResult(deleted, listed.revision)
 
 
-def _without_managed(obj: Mapping[str, Any]) -> str:
+def _canonical(obj: Mapping[str, Any]) -> str:
     copied = dict(obj)
     metadata = dict(copied.get("metadata") or {})
-    metadata.pop("managedFields", None)
     metadata.pop("resourceVersion", None)
     copied["metadata"] = metadata
     return json.dumps(copied, sort_keys=True)

@@ -32,7 +32,6 @@ __all__ = [
     "already_exists",
     "bad_request",
     "conflict",
-    "fields_v1",
     "generated_name",
     "invalid",
     "not_found",
@@ -41,7 +40,6 @@ __all__ = [
     "prepare_status_update",
     "prepare_update",
     "qualified_resource",
-    "record_manager",
     "spec_changed",
 ]
 
@@ -280,78 +278,3 @@ def check_finalizers(resource: Resource, old: Mapping[str, Any], new: Mapping[st
                 )
             ],
         )
-
-
-# -- managedFields ----------------------------------------------------------------------------
-
-_UNOWNED_METADATA = {"uid", "resourceVersion", "generation", "creationTimestamp", "managedFields"}
-
-
-def fields_v1(value: Any, old: Any = None, *, root: bool = True) -> dict[str, Any]:
-    """The FieldsV1 set of the fields of ``value`` that differ from ``old`` (all if ``old`` is
-    None). Maps recurse (``f:name``); lists are leaves (atomic lists, as for custom resources)."""
-    out: dict[str, Any] = {}
-    if not isinstance(value, Mapping):
-        return out
-    previous = old if isinstance(old, Mapping) else {}
-    for key, item in value.items():
-        if root and key in ("apiVersion", "kind"):
-            continue
-        if root and key == "metadata" and isinstance(item, Mapping):
-            item = {k: v for k, v in item.items() if k not in _UNOWNED_METADATA}
-        if key in previous and previous[key] == item:
-            continue
-        if isinstance(item, Mapping) and item:
-            inner = fields_v1(item, previous.get(key), root=False)
-            if inner:
-                out[f"f:{key}"] = inner
-        else:
-            out[f"f:{key}"] = {}
-    return out
-
-
-def _union(a: Mapping[str, Any], b: Mapping[str, Any]) -> dict[str, Any]:
-    out = dict(a)
-    for key, value in b.items():
-        out[key] = _union(out.get(key) or {}, value) if key in out else value
-    return out
-
-
-def record_manager(
-    obj: Body,
-    old: Mapping[str, Any] | None,
-    *,
-    manager: str,
-    api_version: str,
-    now: str,
-    subresource: str | None = None,
-) -> None:
-    """Record, in ``metadata.managedFields``, that ``manager`` set the fields it changed
-    (an ``Update`` operation). Entries of other managers are kept as they were."""
-    changed = fields_v1(obj, old)
-    metadata = obj.setdefault("metadata", {})
-    entries = [e for e in metadata.get("managedFields") or () if isinstance(e, dict)]
-    if old is not None and "managedFields" not in metadata:
-        entries = [dict(e) for e in old.get("metadata", {}).get("managedFields") or ()]
-    if not changed and old is not None:
-        if entries:
-            metadata["managedFields"] = entries
-        return
-    mine = None
-    for entry in entries:
-        if (
-            entry.get("manager") == manager
-            and entry.get("operation") == "Update"
-            and entry.get("subresource") == subresource
-        ):
-            mine = entry
-    if mine is None:
-        mine = {"manager": manager, "operation": "Update"}
-        entries.append(mine)
-    mine["apiVersion"] = api_version
-    mine["time"] = now
-    mine["fieldsType"] = "FieldsV1"
-    mine["fieldsV1"] = _union(mine.get("fieldsV1") or {}, changed)
-    if subresource:
-        mine["subresource"] = subresource
-    metadata["managedFields"] = entries

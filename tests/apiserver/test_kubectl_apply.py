@@ -204,3 +204,23 @@ async def test_server_side_apply_of_a_deployment_conflicts_force_and_removal(
     assert set(managers(trimmed)) == {"kubectl", "other"}
     kubectl_fields = managers(trimmed)["kubectl"]["fieldsV1"]
     assert kubectl_fields["f:metadata"] == {"f:labels": {"f:app": {}}}
+
+
+async def test_client_side_then_server_side_apply_moves_the_ownership(kubectl: Kubectl) -> None:
+    """kubectl's migration: after a client-side apply, `apply --server-side` moves the fields of
+    `kubectl-client-side-apply` to its Apply entry (a JSON patch of managedFields)."""
+    out = await kubectl("apply", "-f", str(LOADTEST_YAML))
+    assert out.strip() == "loadtest.loadtest/my-cool-loadtest created"
+    before = await kubectl.get("-f", str(LOADTEST_YAML), "--show-managed-fields")
+    assert managers(before)["kubectl-client-side-apply"]["operation"] == "Update"
+    out = await kubectl("apply", "--server-side", "-f", str(LOADTEST_YAML))
+    assert out.strip() == "loadtest.loadtest/my-cool-loadtest serverside-applied"
+    after = await kubectl.get("-f", str(LOADTEST_YAML), "--show-managed-fields")
+    owners = managers(after)
+    assert "kubectl-client-side-apply" not in owners
+    assert owners["kubectl"]["operation"] == "Apply"
+    assert set(owners["kubectl"]["fieldsV1"]["f:spec"]) == {
+        "f:service",
+        "f:requestPerSecond",
+        "f:tests",
+    }

@@ -603,3 +603,38 @@ def test_serialization() -> None:
     assert serialize_response_head(404, b"Not Found", []) == b"HTTP/1.1 404 Not Found\r\n\r\n"
     assert chunk(b"x" * 26) == b"1a\r\n" + b"x" * 26 + b"\r\n"
     assert chunk(b"") == b""
+
+
+_RESPONSE_STREAMS = [
+    (b"GET", b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello"),
+    (b"GET", b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nokHTTP/1.1 204 No Content\r\n\r\n"),
+    (b"GET", b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n"),
+    (b"GET", b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\nx"),
+    (b"GET", b"HTTP/1.0 200 OK\r\n\r\nuntil the end"),
+    (b"HEAD", b"HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\n"),
+    (b"GET", b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: x\r\n\r\ntunnel bytes"),
+    (b"GET", b"HTTP/1.1 200 OK\r\nBad Name: x\r\n\r\n"),
+    (b"GET", b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nxy"),
+    (b"GET", b"\r\nHTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\nx"),
+]
+
+
+@pytest.mark.parametrize(("method", "stream"), _RESPONSE_STREAMS)
+@given(cut=st.integers(min_value=0, max_value=200))
+def test_response_parsed_alike_whole_or_split(method: bytes, stream: bytes, cut: int) -> None:
+    """The fast path (a whole head at the start of a read, parsed from the read's bytes) gives the
+    same events, the same leftover bytes and the same state as feeding the bytes one by one."""
+
+    def run(pieces: list[bytes]) -> tuple[list[Event], int, bytes]:
+        parser = ResponseParser()
+        parser.expect(method)
+        events: list[Event] = []
+        for piece in pieces:
+            events += parser.feed(piece)
+        events += parser.feed_eof()
+        buffered = parser.buffered
+        return merged(events), buffered, parser.take_buffer()
+
+    whole = run([stream])
+    assert run([stream[:cut], stream[cut:]]) == whole
+    assert run([stream[i : i + 1] for i in range(len(stream))]) == whole

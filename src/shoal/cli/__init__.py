@@ -6,6 +6,13 @@ import click
 
 from shoal import __version__
 from shoal.cli.manifests import render_command, validate_command
+from shoal.cli.objects import (
+    apply_command,
+    delete_command,
+    describe_command,
+    get_command,
+    wait_command,
+)
 from shoal.cli.proxy import proxy_command
 from shoal.cli.server import server_command
 
@@ -27,3 +34,8 @@ main.add_command(validate_command)
 main.add_command(render_command)
 main.add_command(server_command)
 main.add_command(proxy_command)
+main.add_command(apply_command)
+main.add_command(get_command)
+main.add_command(describe_command)
+main.add_command(delete_command)
+main.add_command(wait_command)

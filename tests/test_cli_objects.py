@@ -195,11 +195,12 @@ async def test_get_tables_match_kubectls(cli: tuple[Runner, LocalAPIServer]) -> 
     theirs, _ = await run.kubectl("get", "loadtests")
     # Column alignment too: the header line is byte for byte kubectl's.
     assert ours.splitlines()[0] == theirs.splitlines()[0]
-    for args in (
+    names: tuple[tuple[str, ...], ...] = (
         ("get", "cm", "-o", "name"),
         ("get", "loadtest", "my-cool-loadtest", "-o", "name"),
-    ):
-        assert (await run.shoal(*args))[0] == (await run.kubectl(*args))[0]
+    )
+    for command in names:
+        assert (await run.shoal(*command))[0] == (await run.kubectl(*command))[0]
     for args in (("get", "configmaps", "-l", "app=none"), ("get", "secrets", "-A")):
         assert (await run.shoal(*args))[1] == (await run.kubectl(*args))[1]
 

@@ -142,7 +142,31 @@ def parse_label_selector(text: str | None) -> LabelSelector:
     return LabelSelector(tuple(requirements))
 
 
-FIELDS = ("metadata.name", "metadata.namespace")
+FIELDS = (
+    "metadata.name",
+    "metadata.namespace",
+    # Events (what `kubectl describe` asks for)
+    "involvedObject.kind",
+    "involvedObject.namespace",
+    "involvedObject.name",
+    "involvedObject.uid",
+    "involvedObject.apiVersion",
+    "involvedObject.resourceVersion",
+    "involvedObject.fieldPath",
+    "reason",
+    "reportingComponent",
+    "source",
+    "type",
+    # Pods
+    "spec.nodeName",
+    "spec.restartPolicy",
+    "spec.serviceAccountName",
+    "status.phase",
+    "status.podIP",
+)
+"""The fields a ``fieldSelector`` may name, as Kubernetes allows them for the core kinds."""
+
+_ALIASES = {"source": "source.component"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,10 +176,8 @@ class FieldSelector:
     terms: tuple[tuple[str, bool, str], ...] = ()
 
     def matches(self, obj: Mapping[str, Any]) -> bool:
-        metadata = obj.get("metadata") or {}
         for field, equal, value in self.terms:
-            actual = metadata.get(field.partition(".")[2]) or ""
-            if (actual == value) != equal:
+            if (_field_value(obj, field) == value) != equal:
                 return False
         return True
 
@@ -167,8 +189,15 @@ class FieldSelector:
         return None
 
 
+def _field_value(obj: Mapping[str, Any], field: str) -> str:
+    current: Any = obj
+    for part in _ALIASES.get(field, field).split("."):
+        current = current.get(part) if isinstance(current, Mapping) else None
+    return "" if current is None else str(current)
+
+
 def parse_field_selector(text: str | None) -> FieldSelector:
-    """Parse a ``fieldSelector`` on ``metadata.name`` / ``metadata.namespace``."""
+    """Parse a ``fieldSelector`` on the fields of :data:`FIELDS`."""
     if text is None or not text.strip():
         return FieldSelector()
     terms = []

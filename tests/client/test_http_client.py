@@ -19,6 +19,7 @@ from shoal.client.http import (
     ConflictError,
     HTTPClient,
     NotFoundError,
+    Status,
     UnknownResource,
 )
 from shoal.client.kubeconfig import KubeConfigError, find_kubeconfig, load_kubeconfig
@@ -498,3 +499,32 @@ async def test_a_stopped_server_is_a_retryable_connection_error(tmp_path: Path) 
         with pytest.raises(APIRetryableError) as error:
             await api.list(CM)
     assert error.value.status.code == 0
+
+
+class NoServerSideApply(HTTPClient):
+    """A client whose apply PATCHes get the 415 a server without server-side apply answers
+    (shoal's server serves it now; real older or restricted servers may not)."""
+
+    async def patch(
+        self, ref: ResourceRef, name: str, body: Any, patch_type: Any = "merge", **options: Any
+    ) -> dict[str, Any]:
+        if patch_type == "apply":
+            self.refused += 1
+            raise APIError(Status(415, "UnsupportedMediaType", "apply-patch+yaml not supported"))
+        return await super().patch(ref, name, body, patch_type, **options)
+
+    refused = 0
+
+
+async def test_apply_falls_back_to_create_or_update_on_415(server: LocalAPIServer) -> None:
+    async with NoServerSideApply(load_kubeconfig(server.kubeconfig)) as api:
+        first = await api.apply(configmap("fallback"))
+        assert (first.outcome, first.method) == ("created", "create-or-update")
+        assert "415" in first.note
+        assert (await api.apply(configmap("fallback"))).outcome == "unchanged"
+        changed = configmap("fallback")
+        changed["data"] = {"k": "new", "more": "x"}
+        third = await api.apply(changed)
+        assert (third.outcome, third.method) == ("configured", "create-or-update")
+        assert (await api.get(CM, "fallback"))["data"] == {"k": "new", "more": "x"}
+        assert api.refused == 1  # asked once, then remembered

@@ -95,3 +95,26 @@ async def test_resync_reports_every_key_again() -> None:
         await _until(lambda: len(seen) == 4)
         informer.stop()
     assert seen == ["default/a", "default/b", "default/a", "default/b"]
+
+
+async def test_a_label_selector_applies_to_the_watch_too() -> None:
+    api = InMemoryAPI()
+    await api.create(PODS, _pod("in", tier="web"))
+    informer = Informer(
+        api, PODS, settings=InformerSettings(resync_period=None, label_selector="tier=web")
+    )
+    async with asyncio.TaskGroup() as group:
+        group.create_task(informer.run())
+        await _until(lambda: api.watch_count == 1)
+        assert set(informer.cache) == {"default/in"}
+        await api.create(PODS, _pod("out", tier="db"))
+        late = await api.create(PODS, _pod("late", tier="db"))
+        late["metadata"]["labels"] = {"tier": "web"}
+        await api.update(PODS, late)  # starts matching: arrives as ADDED
+        await _until(lambda: "default/late" in informer.cache)
+        leaving = await api.get(PODS, "in")
+        leaving["metadata"]["labels"] = {"tier": "db"}
+        await api.update(PODS, leaving)  # stops matching: arrives as DELETED
+        await _until(lambda: "default/in" not in informer.cache)
+        informer.stop()
+    assert set(informer.cache) == {"default/late"}

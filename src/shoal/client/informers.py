@@ -125,7 +125,9 @@ class Informer:
         return result.resource_version
 
     async def _watch(self, revision: str) -> str:
-        async for event in self.api.watch(self.ref, revision):
+        async for event in self.api.watch(
+            self.ref, revision, label_selector=self.settings.label_selector
+        ):
             revision = event.resource_version or revision
             if event.type != "BOOKMARK":
                 self._apply(event)

@@ -79,7 +79,12 @@ class ObjectAPI(Protocol):
 
     async def list(self, ref: ResourceRef, *, label_selector: str | None = None) -> ListResult: ...
 
-    def watch(self, ref: ResourceRef, resource_version: str) -> AsyncIterator[WatchEvent]: ...
+    def watch(
+        self, ref: ResourceRef, resource_version: str, *, label_selector: str | None = None
+    ) -> AsyncIterator[WatchEvent]:
+        """Changes after ``resource_version``; with a selector, an object that starts matching
+        arrives as ``ADDED`` and one that stops matching as ``DELETED``, as Kubernetes does."""
+        ...
 
     async def get(self, ref: ResourceRef, name: str) -> Body: ...
 

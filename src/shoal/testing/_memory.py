@@ -65,8 +65,12 @@ class InMemoryAPI:
         ]
         return ListResult(items=items, resource_version=str(self._current))
 
-    async def watch(self, ref: ResourceRef, resource_version: str) -> AsyncIterator[WatchEvent]:
+    async def watch(
+        self, ref: ResourceRef, resource_version: str, *, label_selector: str | None = None
+    ) -> AsyncIterator[WatchEvent]:
         self.requests.append(("watch", ref.kind, resource_version))
+        wanted = _parse_selector(label_selector)
+        matching = self._matching_at(int(resource_version or 0), wanted)
         since = int(resource_version or 0)
         if since < self._compacted:
             raise WatchExpired(f"too old resource version: {since} ({self._compacted})")
@@ -77,7 +81,9 @@ class InMemoryAPI:
             for revision, event in list(self._history):
                 if revision > last and _matches(ref, event.object):
                     last = revision
-                    yield _copy_event(event)
+                    seen = _filtered(event, wanted, matching)
+                    if seen is not None:
+                        yield seen
             while True:
                 item = await queue.get()
                 if item is _CLOSE:
@@ -85,7 +91,9 @@ class InMemoryAPI:
                 revision, event = item
                 if revision > last and _matches(ref, event.object):
                     last = revision
-                    yield _copy_event(event)
+                    seen = _filtered(event, wanted, matching)
+                    if seen is not None:
+                        yield seen
         finally:
             self._watchers.discard(queue)
 
@@ -132,6 +140,19 @@ class InMemoryAPI:
         self._record(body, "DELETED")
 
     # -- internals -------------------------------------------------------------------------
+
+    def _matching_at(self, revision: int, wanted: Mapping[str, str]) -> dict[str, bool]:
+        """Which objects matched ``wanted`` at ``revision`` (to tell entering from leaving)."""
+        state: dict[str, Body | None] = {}
+        for body in self._objects.values():
+            if int(body["metadata"]["resourceVersion"]) <= revision:
+                state[_watch_key(body)] = body
+        for event_revision, event in self._history:
+            if event_revision <= revision:
+                state[_watch_key(event.object)] = None if event.type == "DELETED" else event.object
+        return {
+            key: body is not None and _labels_match(body, wanted) for key, body in state.items()
+        }
 
     def _update(self, ref: ResourceRef, body: Mapping[str, Any], *, status_only: bool) -> Body:
         metadata = body.get("metadata", {})
@@ -198,6 +219,30 @@ def _parse_selector(selector: str | None) -> dict[str, str]:
 def _labels_match(body: Mapping[str, Any], wanted: Mapping[str, str]) -> bool:
     labels = body.get("metadata", {}).get("labels") or {}
     return all(labels.get(k) == v for k, v in wanted.items())
+
+
+def _filtered(
+    event: WatchEvent, wanted: Mapping[str, str], matching: dict[str, bool]
+) -> WatchEvent | None:
+    """The event as a watch with a label selector sees it (entering: ADDED; leaving: DELETED)."""
+    if not wanted:
+        return _copy_event(event)
+    key = _watch_key(event.object)
+    before = matching.get(key, False)
+    now = _labels_match(event.object, wanted) and event.type != "DELETED"
+    matching[key] = now
+    if now and not before:
+        return WatchEvent("ADDED", copy.deepcopy(event.object))
+    if before and not now:
+        return WatchEvent("DELETED", copy.deepcopy(event.object))
+    if now:
+        return _copy_event(event)
+    return None
+
+
+def _watch_key(body: Mapping[str, Any]) -> str:
+    metadata = body.get("metadata", {})
+    return f"{metadata.get('namespace')}/{metadata.get('name')}"
 
 
 def _copy_event(event: WatchEvent) -> WatchEvent:

@@ -204,7 +204,7 @@ def _read_sources(paths: Sequence[str]) -> tuple[list[tuple[str, str]], list[Iss
 
     def read(path: str) -> None:
         if path == "-":
-            sources.append(("<stdin>", click.get_text_stream("stdin").read()))
+            sources.append(("<stdin>", sys.stdin.read()))
             return
         file = Path(path)
         if file.is_dir():

@@ -87,6 +87,7 @@ from shoal.apiserver.patching import (
     kind_class,
     root_shape,
 )
+from shoal.apiserver.records import copy_json
 from shoal.apiserver.status import Cause
 from shoal.model.meta import KubeObject
 
@@ -822,7 +823,7 @@ def record_update(
     they replace the stored ones first (``[{}]`` clears them); if it leaves them out, ``old``'s
     are kept. Neither argument is modified.
     """
-    result = copy.deepcopy(dict(new))
+    result: Obj = copy_json(dict(new))
     shape, status_sub, api_version = _resolve_kind(result, kind, status_subresource)
     in_scope = _in_scope(subresource, status_sub)
     metadata = result.setdefault("metadata", {})

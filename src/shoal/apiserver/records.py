@@ -15,6 +15,7 @@ Records are frozen: an object's body is kept as the JSON text that was stored (`
 
 from __future__ import annotations
 
+import copy
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -31,6 +32,7 @@ __all__ = [
     "Update",
     "Write",
     "collection_key",
+    "copy_json",
     "encode",
     "object_key",
     "prefix_bounds",
@@ -74,6 +76,22 @@ class EventType(StrEnum):
     ADDED = "ADDED"
     MODIFIED = "MODIFIED"
     DELETED = "DELETED"
+
+
+_SCALARS = (str, int, float, bool, type(None))
+
+
+def copy_json(value: Any) -> Any:
+    """A deep copy of JSON data (dicts, lists and scalars), several times faster than
+    :func:`copy.deepcopy`, which it falls back to for anything else."""
+    kind = type(value)
+    if kind is dict:
+        return {key: copy_json(item) for key, item in value.items()}
+    if kind is list:
+        return [copy_json(item) for item in value]
+    if kind in _SCALARS:
+        return value
+    return copy.deepcopy(value)
 
 
 def _decode(raw: str) -> dict[str, Any]:

@@ -24,7 +24,7 @@ from typing import Any, Literal
 from shoal.apiserver import applying
 from shoal.apiserver.aiostorage import AsyncStore
 from shoal.apiserver.patching import PatchError
-from shoal.apiserver.records import Entry, collection_key, object_key
+from shoal.apiserver.records import Entry, collection_key, copy_json, object_key
 from shoal.apiserver.resources import CRD_RESOURCE, Registry, Resource
 from shoal.apiserver.selectors import FieldSelector, LabelSelector
 from shoal.apiserver.status import APIError
@@ -316,10 +316,9 @@ class ObjectService:
         except StorageError as error:
             raise storage_error(error, resource, str(name)) from None
         if resource.kind == "CustomResourceDefinition" and resource.group == CRD_RESOURCE.group:
-            self._serve_crd(obj)
-        return WriteResult(
-            self.output(resource, entry.value, entry.revision), checked.warnings, True
-        )
+            self._serve_crd(copy_json(obj))
+        # ``obj`` is what was stored (``entry.raw`` is its JSON text): no need to decode that.
+        return WriteResult(self.output(resource, obj, entry.revision), checked.warnings, True)
 
     def _crd_status(self, crd: Mapping[str, Any]) -> Body:
         spec = crd.get("spec", {})

@@ -22,6 +22,7 @@ from typing import Any, Literal
 
 from pydantic import ValidationError
 
+from shoal.apiserver.records import copy_json
 from shoal.apiserver.resources import Resource
 from shoal.apiserver.status import APIError
 from shoal.apiserver.strategy import bad_request, invalid, split_problem
@@ -112,7 +113,7 @@ def _validate_custom(
     crd: Mapping[str, Any],
     name: str,
 ) -> Validated:
-    obj = copy.deepcopy(body)
+    obj: dict[str, Any] = copy_json(body)
     schema = resource.schema or {}
     warnings = _unknown(prune(obj, schema), mode)
     problems = [
@@ -157,7 +158,7 @@ def _validate_model(
 ) -> Validated:
     cls = resource.model
     assert cls is not None
-    data = copy.deepcopy(body)
+    data: dict[str, Any] = copy_json(body)
     # The request came to this resource's URL: take its canonical apiVersion (the short alias
     # groups are spellings of the same kind).
     data["apiVersion"] = cls.INFO.api_version

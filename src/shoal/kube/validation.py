@@ -19,7 +19,6 @@ from collections.abc import Iterable, Mapping
 from typing import Any, Literal
 
 import jsonschema
-import kubernetes_validate
 
 from shoal.model import _syntax
 
@@ -41,7 +40,12 @@ Schema = dict[str, Any]
 
 
 def newest_kubernetes_version() -> str:
-    """The newest Kubernetes minor version whose schemas kubernetes-validate ships (``"1.37"``)."""
+    """The newest Kubernetes minor version whose schemas kubernetes-validate ships (``"1.37"``).
+
+    Needs the ``k8s`` extra (kubernetes-validate bundles the schemas; it is not a runtime need)."""
+    # Imported here: an offline-checking tool (the k8s extra), not needed to serve.
+    import kubernetes_validate
+
     version: str = kubernetes_validate.latest_version()
     return ".".join(version.split(".")[:2])
 
@@ -50,7 +54,11 @@ def validate_builtin(obj: Mapping[str, Any], version: str, *, strict: bool = Tru
     """Problems kubernetes-validate finds in a built-in object for a Kubernetes version.
 
     Empty when it validates. Raises ``kubernetes_validate.SchemaNotFoundError`` for a kind it has
-    no schema for (a custom resource: use :func:`validate_custom_object`)."""
+    no schema for (a custom resource: use :func:`validate_custom_object`). Needs the ``k8s``
+    extra."""
+    # Imported here: an offline-checking tool (the k8s extra), not needed to serve.
+    import kubernetes_validate
+
     try:
         kubernetes_validate.validate(dict(obj), version, strict)
     except kubernetes_validate.ValidationError as error:

@@ -10,6 +10,8 @@ from collections.abc import AsyncIterator, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+# The API server's own selector parser, so the stand-in selects exactly as the server does.
+from shoal.apiserver.selectors import LabelSelector, parse_label_selector
 from shoal.client.protocol import (
     APIConflict,
     APINotFound,
@@ -57,7 +59,7 @@ class InMemoryAPI:
 
     async def list(self, ref: ResourceRef, *, label_selector: str | None = None) -> ListResult:
         self.requests.append(("list", ref.kind, ""))
-        wanted = _parse_selector(label_selector)
+        wanted = parse_label_selector(label_selector)
         items = [
             copy.deepcopy(body)
             for key, body in sorted(self._objects.items(), key=lambda kv: kv[0])
@@ -69,7 +71,7 @@ class InMemoryAPI:
         self, ref: ResourceRef, resource_version: str, *, label_selector: str | None = None
     ) -> AsyncIterator[WatchEvent]:
         self.requests.append(("watch", ref.kind, resource_version))
-        wanted = _parse_selector(label_selector)
+        wanted = parse_label_selector(label_selector)
         matching = self._matching_at(int(resource_version or 0), wanted)
         since = int(resource_version or 0)
         if since < self._compacted:
@@ -141,7 +143,7 @@ class InMemoryAPI:
 
     # -- internals -------------------------------------------------------------------------
 
-    def _matching_at(self, revision: int, wanted: Mapping[str, str]) -> dict[str, bool]:
+    def _matching_at(self, revision: int, wanted: LabelSelector) -> dict[str, bool]:
         """Which objects matched ``wanted`` at ``revision`` (to tell entering from leaving)."""
         state: dict[str, Body | None] = {}
         for body in self._objects.values():
@@ -209,23 +211,15 @@ def _matches(ref: ResourceRef, body: Mapping[str, Any]) -> bool:
     return ref.namespace is None or body.get("metadata", {}).get("namespace") == ref.namespace
 
 
-def _parse_selector(selector: str | None) -> dict[str, str]:
-    if not selector:
-        return {}
-    pairs = (part.split("=", 1) for part in selector.split(",") if part)
-    return {key.strip(): value.strip() for key, value in pairs}
-
-
-def _labels_match(body: Mapping[str, Any], wanted: Mapping[str, str]) -> bool:
-    labels = body.get("metadata", {}).get("labels") or {}
-    return all(labels.get(k) == v for k, v in wanted.items())
+def _labels_match(body: Mapping[str, Any], wanted: LabelSelector) -> bool:
+    return wanted.matches(body.get("metadata", {}).get("labels"))
 
 
 def _filtered(
-    event: WatchEvent, wanted: Mapping[str, str], matching: dict[str, bool]
+    event: WatchEvent, wanted: LabelSelector, matching: dict[str, bool]
 ) -> WatchEvent | None:
     """The event as a watch with a label selector sees it (entering: ADDED; leaving: DELETED)."""
-    if not wanted:
+    if not wanted.requirements:
         return _copy_event(event)
     key = _watch_key(event.object)
     before = matching.get(key, False)

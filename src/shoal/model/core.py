@@ -468,6 +468,8 @@ class PodSpec(ShoalModel):
     restart_policy: Literal["Always", "OnFailure", "Never"] = "Always"
     termination_grace_period_seconds: int = Field(default=30, ge=0)
     """Seconds between SIGTERM and SIGKILL when the pod stops."""
+    node_name: str | None = None
+    """The node the pod runs on; set by the node that claims it (empty: not yet claimed)."""
 
     k8s_unsupported: ClassVar[frozenset[str]] = frozenset(
         {
@@ -486,7 +488,6 @@ class PodSpec(ShoalModel):
             "hostUsers",
             "hostname",
             "imagePullSecrets",
-            "nodeName",
             "nodeSelector",
             "os",
             "overhead",

@@ -51,6 +51,7 @@ import asyncio
 import contextlib
 import logging
 import socket
+import ssl as _ssl
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any, Final, cast
@@ -79,6 +80,7 @@ from shoal.dataplane.proxy import (
 __all__ = [
     "LOOPS",
     "Address",
+    "Admit",
     "ProxyServer",
     "ProxySettings",
     "Route",
@@ -93,6 +95,11 @@ Address = tuple[str, int]
 
 Route = Callable[[Request], Address | None]
 """Chooses the upstream for a request head; ``None`` means none is available (503)."""
+
+Admit = Callable[[Request, str], Request | bytes]
+"""Called with each request head and the client's IP address before ``route``: returns the
+request to route and forward (the same or a rewritten one), or a complete response (bytes) to
+answer instead, after which the connection closes (sidecars' 401/429 use this)."""
 
 LOOPS: Final = ("auto", "asyncio", "uvloop")
 """Event loop choices for :func:`loop_factory`."""
@@ -485,6 +492,21 @@ class _ClientProtocol(asyncio.Protocol):
         self._request = request
         self._request_done = self._response_started = self._response_done = False
         self._keep_alive = request.keep_alive and not self._server.draining
+        admit = self._server.admit
+        if admit is not None:
+            try:
+                admitted = admit(request, self._peer)
+            except Exception:
+                log.exception("admit failed for %r", request.target)
+                self._local_response(500, "admission failed")
+                return
+            if isinstance(admitted, bytes):
+                self._detach(reuse=False)
+                if not self._closing:
+                    self._send(admitted)
+                self._close()
+                return
+            self._request = request = admitted
         try:
             address = self._server.route(request)
         except Exception:
@@ -820,8 +842,12 @@ class ProxyServer:
     block (or :meth:`shutdown`) drains it.
     """
 
-    def __init__(self, route: Route, settings: ProxySettings | None = None) -> None:
+    def __init__(
+        self, route: Route, settings: ProxySettings | None = None, *, admit: Admit | None = None
+    ) -> None:
         self.route = route
+        self.admit = admit
+        """Optional filter run before ``route`` (see :data:`Admit`)."""
         self.settings = settings or ProxySettings()
         if self.settings.parser not in PARSERS:
             raise ValueError(f"unknown parser {self.settings.parser!r}")
@@ -850,12 +876,13 @@ class ProxyServer:
         *,
         reuse_port: bool = False,
         sock: socket.socket | None = None,
+        ssl: _ssl.SSLContext | None = None,
     ) -> None:
-        """Start listening (on ``sock`` when given, else on ``host:port``)."""
+        """Start listening (on ``sock`` when given, else on ``host:port``); TLS with ``ssl``."""
         loop = asyncio.get_running_loop()
         if sock is not None:
             self._server = await loop.create_server(
-                lambda: _ClientProtocol(self), sock=sock, backlog=self.settings.backlog
+                lambda: _ClientProtocol(self), sock=sock, backlog=self.settings.backlog, ssl=ssl
             )
         else:
             self._server = await loop.create_server(
@@ -864,6 +891,7 @@ class ProxyServer:
                 port,
                 reuse_port=reuse_port or None,
                 backlog=self.settings.backlog,
+                ssl=ssl,
             )
 
     @property

@@ -725,7 +725,16 @@ async def _delete_options(request: web.Request) -> DeleteOptions:
     preconditions = body.get("preconditions") or {}
     if not isinstance(preconditions, dict):
         raise APIError("BadRequest", "preconditions must be an object")
+    grace = query.get("gracePeriodSeconds", body.get("gracePeriodSeconds"))
+    if grace is not None:
+        try:
+            grace = int(grace)
+        except (TypeError, ValueError):
+            raise APIError(
+                "BadRequest", f'gracePeriodSeconds: Invalid value: "{grace}": must be an integer'
+            ) from None
     return DeleteOptions(
+        grace_period_seconds=grace,
         dry_run=bool(dry_run),
         propagation=cast(Propagation, policy),
         precondition_uid=preconditions.get("uid"),

@@ -43,6 +43,7 @@ from shoal.apiserver.strategy import (
     invalid,
     not_found,
     now_rfc3339,
+    pod_deletion_grace,
     prepare_create,
     prepare_status_update,
     prepare_update,
@@ -75,6 +76,8 @@ class DeleteOptions:
     propagation: Propagation = "Background"
     precondition_uid: str | None = None
     precondition_resource_version: str | None = None
+    grace_period_seconds: int | None = None
+    """``gracePeriodSeconds``: how long a Pod's node may take to stop it (None: the pod's own)."""
 
 
 @dataclass(slots=True)
@@ -437,6 +440,9 @@ class ObjectService:
         key = self.key(resource, name, namespace)
         meta = obj["metadata"]
         finishing = bool(meta.get("deletionTimestamp")) and not meta.get("finalizers")
+        if resource.kind == "Pod" and not resource.group:
+            # A pod in its grace period goes when its node deletes it with grace 0, not on update.
+            finishing = finishing and not meta.get("deletionGracePeriodSeconds")
         if resource.kind == "Namespace" and not resource.group:
             finishing = finishing and not (obj.get("spec") or {}).get("finalizers")
         if options.dry_run:
@@ -693,6 +699,24 @@ class ObjectService:
         is_namespace = resource.kind == "Namespace" and not resource.group
         if options.propagation == "Orphan" and not options.dry_run:
             await self.orphan_dependents(str(meta.get("uid")))
+        if resource.kind == "Pod" and not resource.group:
+            grace, graceful = pod_deletion_grace(obj, options.grace_period_seconds)
+            keep = grace > 0
+            if graceful is not None:
+                obj["metadata"] = meta = graceful
+            elif not keep and meta.get("deletionGracePeriodSeconds") and meta.get("finalizers"):
+                # Its node has stopped it: from now on the finalizers alone hold it.
+                meta["deletionGracePeriodSeconds"] = 0
+                keep = True
+            if keep:
+                # Kept until its node has stopped the containers (and deletes it with grace 0).
+                if options.dry_run or (graceful is None and grace > 0):
+                    return self.output(resource, obj, entry.revision), False
+                try:
+                    stored = await self.store.update(entry.key, obj, entry.revision)
+                except StorageError as error:
+                    raise storage_error(error, resource, name) from None
+                return self.output(resource, stored.value, stored.revision), False
         finalizers = list(meta.get("finalizers") or [])
         if options.propagation == "Foreground" and FOREGROUND not in finalizers:
             finalizers.append(FOREGROUND)

@@ -40,6 +40,7 @@ __all__ = [
     "invalid",
     "not_found",
     "now_rfc3339",
+    "pod_deletion_grace",
     "prepare_create",
     "prepare_status_update",
     "prepare_update",
@@ -306,3 +307,39 @@ def check_finalizers(resource: Resource, old: Mapping[str, Any], new: Mapping[st
                 )
             ],
         )
+
+
+def pod_deletion_grace(
+    pod: Mapping[str, Any], requested: int | None, now: dt.datetime | None = None
+) -> tuple[int, Body | None]:
+    """Graceful deletion of a Pod, as Kubernetes' pod strategy (``CheckGracefulDelete``) does it.
+
+    Returns ``(grace, metadata)``: ``grace`` is the period in seconds; when it is above zero the
+    pod is kept, and ``metadata`` is the pod's metadata with ``deletionTimestamp`` (now plus the
+    grace) and ``deletionGracePeriodSeconds`` set; its node stops the containers and then
+    deletes it with ``gracePeriodSeconds=0``. ``metadata`` is None when nothing is to be written
+    (delete now, or a pod already terminating with a shorter or equal grace).
+
+    A pod never bound to a node (no ``spec.nodeName``) or already finished (``Succeeded`` or
+    ``Failed``) has nothing to stop: grace 0. Otherwise the grace is the DELETE's
+    ``gracePeriodSeconds`` or the pod's ``terminationGracePeriodSeconds`` (default 30). A second
+    DELETE may shorten the grace, never lengthen it.
+    """
+    spec = pod.get("spec") or {}
+    phase = (pod.get("status") or {}).get("phase")
+    if not spec.get("nodeName") or phase in ("Succeeded", "Failed"):
+        return 0, None
+    grace = requested
+    if grace is None:
+        grace = int(spec.get("terminationGracePeriodSeconds", 30))
+    grace = max(grace, 0)
+    metadata = copy.deepcopy(dict(pod.get("metadata") or {}))
+    current = metadata.get("deletionGracePeriodSeconds")
+    if metadata.get("deletionTimestamp") and current is not None and int(current) <= grace:
+        return int(current), None
+    if grace == 0:
+        return 0, None
+    moment = (now or dt.datetime.now(dt.UTC)) + dt.timedelta(seconds=grace)
+    metadata["deletionTimestamp"] = now_rfc3339(moment)
+    metadata["deletionGracePeriodSeconds"] = grace
+    return grace, metadata

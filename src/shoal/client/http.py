@@ -550,11 +550,15 @@ class HTTPClient:
         name: str,
         *,
         propagation_policy: PropagationPolicy | None = None,
+        grace_period_seconds: int | None = None,
     ) -> None:
         _, path = await self._object_path(ref, name)
         options: Body = {"kind": "DeleteOptions", "apiVersion": "v1"}
         if propagation_policy is not None:
             options["propagationPolicy"] = propagation_policy
+        if grace_period_seconds is not None:
+            # A Pod on a node is kept this long while the node stops it (0: remove it now).
+            options["gracePeriodSeconds"] = grace_period_seconds
         await self.request("DELETE", path, body=options)
 
     # -- beyond the protocol --------------------------------------------------------------------

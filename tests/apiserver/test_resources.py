@@ -29,7 +29,12 @@ def test_every_model_kind_is_served_with_discovery() -> None:
     assert namespaces["namespaced"] is False
     apps = registry.resource_list("apps", "v1")
     assert apps is not None
-    assert [r["name"] for r in apps["resources"]] == ["deployments", "deployments/status"]
+    assert [r["name"] for r in apps["resources"]] == [
+        "deployments",
+        "deployments/status",
+        "replicasets",
+        "replicasets/status",
+    ]
 
 
 def test_group_list_includes_shoal_groups_and_their_short_names() -> None:

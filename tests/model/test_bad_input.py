@@ -85,7 +85,7 @@ CASES: dict[str, tuple[str, list[str]]] = {
     "unknown_kind": (
         ("apiVersion: apps/v1\nkind: Deploymnet\nmetadata: {name: web}\n"),
         [
-            "m.yaml:2:7: kind: unknown kind 'Deploymnet'; did you mean 'Deployment'? (known kinds: ConfigMap, Deployment, Event, LoadTest, Namespace, Pod, ReplicatedService, Secret, Service, ShardedService)",
+            "m.yaml:2:7: kind: unknown kind 'Deploymnet'; did you mean 'Deployment'? (known kinds: ConfigMap, Deployment, EndpointSlice, Event, LoadTest, Namespace, Pod, ReplicaSet, ReplicatedService, Secret, Service, ShardedService)",
         ],
     ),
     "wrong_api_version": (

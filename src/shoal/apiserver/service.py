@@ -23,6 +23,13 @@ from typing import Any, Literal
 
 from shoal.apiserver import applying
 from shoal.apiserver.aiostorage import AsyncStore
+from shoal.apiserver.clusterip import (
+    DEFAULT_SERVICE_CIDR,
+    allocate_cluster_ip,
+    is_service,
+    keep_cluster_ip,
+    used_ips,
+)
 from shoal.apiserver.patching import PatchError
 from shoal.apiserver.records import Entry, collection_key, copy_json, object_key
 from shoal.apiserver.resources import CRD_RESOURCE, Registry, Resource
@@ -120,6 +127,10 @@ class ObjectService:
         """Stored CustomResourceDefinitions by name (their schemas validate their objects)."""
         self.on_delete: Callable[[], None] = lambda: None
         """Called after every deletion (the collector's wake-up)."""
+        self.service_cidr = DEFAULT_SERVICE_CIDR
+        """Where Services' cluster IPs come from (see :mod:`~shoal.apiserver.clusterip`)."""
+        self._allocating: set[str] = set()
+        """Cluster IPs chosen by creates still being written (two creates never share one)."""
 
     # -- helpers ----------------------------------------------------------------------------
 
@@ -300,6 +311,13 @@ class ObjectService:
         obj = checked.body
         if resource.namespaced:
             await self._check_namespace(namespace)
+        allocated: str | None = None
+        if is_service(resource) and not options.dry_run:
+            services = await self.all_entries(collection_key("", "services"))
+            used = used_ips(entry.value for entry in services) | self._allocating
+            allocated = allocate_cluster_ip(resource, obj, used, self.service_cidr)
+            if allocated is not None:
+                self._allocating.add(allocated)
         if resource.kind == "Namespace" and not resource.group:
             obj.setdefault("spec", {}).setdefault("finalizers", [NAMESPACE_FINALIZER])
             obj["status"] = {"phase": "Active"}
@@ -318,6 +336,8 @@ class ObjectService:
             entry = await self.store.create(key, obj)
         except StorageError as error:
             raise storage_error(error, resource, str(name)) from None
+        finally:
+            self._allocating.discard(allocated or "")
         if resource.kind == "CustomResourceDefinition" and resource.group == CRD_RESOURCE.group:
             self._serve_crd(copy_json(obj))
         # ``obj`` is what was stored (``entry.raw`` is its JSON text): no need to decode that.
@@ -421,6 +441,8 @@ class ObjectService:
             obj = prepare_status_update(old, body)
         else:
             obj = prepare_update(resource, old, body)
+            if is_service(resource):
+                keep_cluster_ip(resource, old, obj)
         checked = validate(resource, obj, options.field_validation, self.crd_for(resource))
         obj = checked.body
         check_finalizers(resource, old, obj)

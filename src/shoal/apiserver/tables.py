@@ -146,6 +146,20 @@ def _deployment_ready(body: Body) -> str:
     return f"{status.get('readyReplicas', 0)}/{body.get('spec', {}).get('replicas', 1)}"
 
 
+def _slice_ports(body: Body) -> str:
+    ports = body.get("ports") or []
+    return ",".join(str(p.get("port")) for p in ports if p.get("port") is not None) or "<unset>"
+
+
+def _slice_endpoints(body: Body) -> str:
+    # kubectl shows the first three addresses and how many more there are.
+    addresses = [a for e in body.get("endpoints") or [] for a in e.get("addresses") or []]
+    if not addresses:
+        return "<unset>"
+    shown = ",".join(addresses[:3])
+    return shown + (f" + {len(addresses) - 3} more..." if len(addresses) > 3 else "")
+
+
 def _service_ports(body: Body) -> str:
     ports = body.get("spec", {}).get("ports") or []
     return ",".join(f"{p.get('port')}/{p.get('protocol', 'TCP')}" for p in ports) or "<none>"
@@ -170,6 +184,20 @@ _BUILTIN: dict[str, tuple[Column, ...]] = {
         Column("Ready", "string", _deployment_ready),
         Column("Up-to-date", "integer", lambda b: b.get("status", {}).get("updatedReplicas", 0)),
         Column("Available", "integer", lambda b: b.get("status", {}).get("availableReplicas", 0)),
+        AGE,
+    ),
+    "ReplicaSet": (
+        NAME,
+        Column("Desired", "integer", lambda b: b.get("spec", {}).get("replicas", 1)),
+        Column("Current", "integer", lambda b: b.get("status", {}).get("replicas", 0)),
+        Column("Ready", "integer", lambda b: b.get("status", {}).get("readyReplicas", 0)),
+        AGE,
+    ),
+    "EndpointSlice": (
+        NAME,
+        Column("AddressType", "string", lambda b: b.get("addressType")),
+        Column("Ports", "string", _slice_ports),
+        Column("Endpoints", "string", _slice_endpoints),
         AGE,
     ),
     "Service": (

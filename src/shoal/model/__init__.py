@@ -3,6 +3,7 @@
 This is the lowest layer: pure data and rules, no I/O beyond reading the files it is asked to load.
 """
 
+from shoal.model.apps import ReplicaSet, ReplicaSetSpec, ReplicaSetStatus
 from shoal.model.core import (
     ConfigMap,
     Container,
@@ -23,6 +24,7 @@ from shoal.model.core import (
     ServiceSpec,
     Volume,
 )
+from shoal.model.discovery import Endpoint, EndpointConditions, EndpointPort, EndpointSlice
 from shoal.model.loading import check_object, load_manifests, load_text, object_from_dict
 from shoal.model.loadtest import LoadTest, LoadTestSpec, parse_threshold
 from shoal.model.meta import (
@@ -57,6 +59,10 @@ __all__ = [
     "DeploymentSpec",
     "DeploymentStrategy",
     "Duration",
+    "Endpoint",
+    "EndpointConditions",
+    "EndpointPort",
+    "EndpointSlice",
     "EnvVar",
     "Event",
     "HashAlgorithm",
@@ -75,6 +81,9 @@ __all__ = [
     "PrinterColumn",
     "Probe",
     "Quantity",
+    "ReplicaSet",
+    "ReplicaSetSpec",
+    "ReplicaSetStatus",
     "ReplicatedService",
     "ReplicatedServiceSpec",
     "Role",

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import difflib
 
+from shoal.model.apps import ReplicaSet
 from shoal.model.core import ConfigMap, Deployment, Event, Namespace, Pod, Secret, Service
+from shoal.model.discovery import EndpointSlice
 from shoal.model.loadtest import LoadTest
 from shoal.model.meta import KubeObject
 from shoal.model.patterns import ReplicatedService, ShardedService
@@ -18,6 +20,8 @@ ALL_KINDS: tuple[type[KubeObject], ...] = (
     Service,
     Pod,
     Deployment,
+    ReplicaSet,
+    EndpointSlice,
     Event,
     ReplicatedService,
     ShardedService,

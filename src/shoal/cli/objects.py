@@ -42,10 +42,13 @@ from shoal.model.registry import UnknownKind, kind_for
 from shoal.model.yamlio import parse_documents
 
 __all__ = [
+    "CommandError",
     "apply_command",
+    "apply_manifests",
     "delete_command",
     "describe_command",
     "get_command",
+    "load_manifests",
     "wait_command",
 ]
 
@@ -286,6 +289,58 @@ async def _load_manifests(client: HTTPClient, paths: Sequence[str]) -> list[_Man
     return manifests
 
 
+async def apply_manifests(
+    client: HTTPClient,
+    manifests: Sequence[_Manifest],
+    *,
+    field_manager: str = "shoal",
+    force: bool = False,
+    output: str | None = None,
+) -> tuple[list[dict[str, Any]], int]:
+    """Apply each manifest (loaded by :func:`load_manifests`) as ``shoal apply`` does, printing
+    one line per object (or its name with ``output="name"``; nothing with yaml/json). Returns the
+    objects as the server stored them and how many failed."""
+    failed, noted = 0, False
+    applied: list[dict[str, Any]] = []
+    for manifest in manifests:
+        obj = dict(manifest.body)
+        name = str((obj.get("metadata") or {}).get("name") or "")
+        try:
+            resource = await client.resource_for(str(obj.get("apiVersion")), str(obj.get("kind")))
+            if resource.namespaced and not (obj.get("metadata") or {}).get("namespace"):
+                obj["metadata"] = {**(obj.get("metadata") or {}), "namespace": client.namespace}
+            result = await client.apply(obj, field_manager=field_manager, force=force)
+        except (APIError, NotFoundError, ConflictError, APIRetryableError) as error:
+            failed += 1
+            detail = "; ".join(status_causes(error.status.causes)) if error.status.causes else ""
+            click.echo(
+                f'{_server_error(error)}: error when applying "{manifest.source}"'
+                + (f" ({detail})" if detail and detail not in error.status.message else ""),
+                err=True,
+            )
+            continue
+        except UnknownResource as error:
+            failed += 1
+            click.echo(
+                f'error: resource mapping not found for name: "{name}" from '
+                f'"{manifest.source}": {error}',
+                err=True,
+            )
+            continue
+        if result.note and not noted:
+            click.echo(f"note: {result.note}", err=True)
+            noted = True
+        applied.append(result.object)
+        if output == "name":
+            click.echo(_object_name(resource, name))
+        elif output not in ("yaml", "json"):
+            click.echo(f"{_object_name(resource, name)} {result.outcome}")
+    return applied, failed
+
+
+load_manifests = _load_manifests
+
+
 @click.command("apply")
 @click.option("-f", "--filename", "paths", multiple=True, required=True, help=FILES_HELP)
 @click.option(
@@ -317,49 +372,12 @@ def apply_command(
 
     async def body(client: HTTPClient) -> int:
         manifests = await _load_manifests(client, paths)
-        failed, noted = 0, False
-        printed: list[dict[str, Any]] = []
-        for manifest in manifests:
-            obj = dict(manifest.body)
-            name = str((obj.get("metadata") or {}).get("name") or "")
-            try:
-                resource = await client.resource_for(
-                    str(obj.get("apiVersion")), str(obj.get("kind"))
-                )
-                if resource.namespaced and not (obj.get("metadata") or {}).get("namespace"):
-                    obj["metadata"] = {**(obj.get("metadata") or {}), "namespace": client.namespace}
-                result = await client.apply(obj, field_manager=field_manager, force=force_conflicts)
-            except (APIError, NotFoundError, ConflictError, APIRetryableError) as error:
-                failed += 1
-                detail = (
-                    "; ".join(status_causes(error.status.causes)) if error.status.causes else ""
-                )
-                click.echo(
-                    f'{_server_error(error)}: error when applying "{manifest.source}"'
-                    + (f" ({detail})" if detail and detail not in error.status.message else ""),
-                    err=True,
-                )
-                continue
-            except UnknownResource as error:
-                failed += 1
-                click.echo(
-                    f'error: resource mapping not found for name: "{name}" from '
-                    f'"{manifest.source}": {error}',
-                    err=True,
-                )
-                continue
-            if result.note and not noted:
-                click.echo(f"note: {result.note}", err=True)
-                noted = True
-            if output in ("yaml", "json"):
-                printed.append(result.object)
-            elif output == "name":
-                click.echo(_object_name(resource, name))
-            else:
-                click.echo(f"{_object_name(resource, name)} {result.outcome}")
-        if printed:
+        applied, failed = await apply_manifests(
+            client, manifests, field_manager=field_manager, force=force_conflicts, output=output
+        )
+        if output in ("yaml", "json") and applied:
             click.echo(
-                _format_objects(printed, output or "yaml", single=len(printed) == 1), nl=False
+                _format_objects(applied, output or "yaml", single=len(applied) == 1), nl=False
             )
         return 1 if failed else 0
 

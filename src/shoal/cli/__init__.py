@@ -15,6 +15,7 @@ from shoal.cli.objects import (
 )
 from shoal.cli.proxy import proxy_command
 from shoal.cli.server import server_command
+from shoal.cli.sidecar import sidecar_group
 
 __all__ = ["main"]
 
@@ -39,3 +40,4 @@ main.add_command(get_command)
 main.add_command(describe_command)
 main.add_command(delete_command)
 main.add_command(wait_command)
+main.add_command(sidecar_group)

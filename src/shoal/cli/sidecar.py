@@ -1,0 +1,118 @@
+"""``shoal sidecar``: helper processes that run beside an app in its pod (tls, config-sync, auth).
+
+Every command takes flags or ``--config FILE`` (YAML, camelCase keys; flags given on the command
+line override the file). Problems in the file are reported as ``FILE:LINE:COL: field: message``.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, TypeVar
+
+import click
+
+from shoal.errors import ShoalError
+from shoal.model._base import ShoalModel
+from shoal.model.configfile import load_config_file
+
+__all__ = ["load_settings", "sidecar_group"]
+
+M = TypeVar("M", bound=ShoalModel)
+
+LISTEN_HELP = (
+    "Where to accept connections, HOST:PORT (0.0.0.0:PORT in a pod; port 0: any free port)."
+)
+UPSTREAM_HELP = "The app's plain-HTTP address, HOST:PORT."
+
+
+def load_settings(model: type[M], config: str | None, flags: dict[str, Any]) -> M:
+    """The model from ``--config`` (if given) with the flags that were given on top."""
+    given = {name: value for name, value in flags.items() if value is not None and value != ()}
+    try:
+        if config is not None:
+            loaded = load_config_file(config, model)
+            merged = {**loaded.model_dump(by_alias=False), **given}
+            return model.model_validate(merged)
+        return model.model_validate(given)
+    except ShoalError as error:
+        raise click.ClickException(str(error)) from None
+    except ValueError as error:  # pydantic's ValidationError: flags missing or wrong
+        missing = [
+            "--" + str(e["loc"][0]).replace("_", "-")
+            for e in getattr(error, "errors", list)()
+            if e.get("type") == "missing"
+        ]
+        if missing:
+            raise click.UsageError(
+                f"missing {', '.join(missing)} (give the flags, or --config FILE)"
+            ) from None
+        raise click.UsageError(str(error)) from None
+
+
+def _logging(verbose: bool) -> None:
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        format="%(asctime)s %(name)s %(levelname)s %(message)s",
+    )
+
+
+@click.group("sidecar")
+def sidecar_group() -> None:
+    """Sidecars: run beside an app in its pod and add what it lacks.
+
+    \b
+    tls          HTTPS (and client certificates) in front of a plain-HTTP app
+    config-sync  a ConfigMap kept as files in a shared directory; the app is told on change
+    auth         bearer-token or basic authentication and a rate limit in front of an app
+    """
+
+
+@sidecar_group.command("tls")
+@click.option("--config", type=click.Path(dir_okay=False), help="YAML settings (flags override).")
+@click.option("--listen", metavar="HOST:PORT", help=LISTEN_HELP + "  [default: 127.0.0.1:8443]")
+@click.option("--upstream", metavar="HOST:PORT", help=UPSTREAM_HELP + "  [default: 127.0.0.1:8080]")
+@click.option(
+    "--cert", type=click.Path(dir_okay=False), help="PEM certificate chain (reloaded on change)."
+)
+@click.option(
+    "--key", type=click.Path(dir_okay=False), help="PEM private key (reloaded on change)."
+)
+@click.option(
+    "--client-ca",
+    type=click.Path(dir_okay=False),
+    help="Require client certificates signed by this CA.",
+)
+@click.option(
+    "--reload-interval",
+    "reload_interval_seconds",
+    type=click.FloatRange(min=0.01),
+    help="Seconds between checks of the files.  [default: 1]",
+)
+@click.option(
+    "--min-version",
+    type=click.Choice(["TLSv1.2", "TLSv1.3"]),
+    help="Lowest TLS version.  [default: TLSv1.2]",
+)
+@click.option(
+    "--loop", type=click.Choice(["auto", "asyncio", "uvloop"]), default="auto", show_default=True
+)
+@click.option("-v", "--verbose", is_flag=True, help="Log reloads and upstream errors.")
+def tls_command(config: str | None, loop: str, verbose: bool, **flags: Any) -> None:
+    """HTTPS on --listen in front of the plain-HTTP app at --upstream.
+
+    The certificate and key are read from files (in a pod: a Secret volume) and reloaded when
+    they change; new handshakes use the new pair, established connections keep theirs, and a
+    pair that does not load (a certificate copied before its key) is not used. Requests reach the
+    app with X-Forwarded-Proto: https and X-Forwarded-For. Prints `listening on HOST:PORT`.
+    """
+    from shoal.components.sidecars._serve import run
+    from shoal.components.sidecars.tls import TLSConfig, run_tls_sidecar
+
+    _logging(verbose)
+    settings = load_settings(TLSConfig, config, flags).settings()
+    try:
+        run(lambda: run_tls_sidecar(settings), loop)
+    except ShoalError as error:
+        raise click.ClickException(str(error)) from None
+    except ValueError as error:
+        raise click.UsageError(str(error)) from None

@@ -116,3 +116,54 @@ def tls_command(config: str | None, loop: str, verbose: bool, **flags: Any) -> N
         raise click.ClickException(str(error)) from None
     except ValueError as error:
         raise click.UsageError(str(error)) from None
+
+
+@sidecar_group.command("auth")
+@click.option("--config", type=click.Path(dir_okay=False), help="YAML settings (flags override).")
+@click.option("--listen", metavar="HOST:PORT", help=LISTEN_HELP + "  [default: 127.0.0.1:8081]")
+@click.option("--upstream", metavar="HOST:PORT", help=UPSTREAM_HELP + "  [default: 127.0.0.1:8080]")
+@click.option(
+    "--token-file",
+    type=click.Path(dir_okay=False),
+    help="Bearer tokens, one per line: token[,user[,uid[,groups]]] (Kubernetes' static token file).",
+)
+@click.option(
+    "--basic-auth-file",
+    type=click.Path(dir_okay=False),
+    help="Basic users, one per line: user:{SHA256}base64, user:{SHA}base64 or user:{PLAIN}password.",
+)
+@click.option("--realm", help="The realm named in WWW-Authenticate.  [default: shoal]")
+@click.option("--rate", metavar="N/s", help="Requests allowed per second (N/s, N/m, N/h).")
+@click.option(
+    "--burst", type=click.IntRange(min=1), help="Requests allowed at once.  [default: the rate]"
+)
+@click.option(
+    "--per",
+    type=click.Choice(["client", "global"]),
+    help="One rate bucket per client address, or one for all.  [default: client]",
+)
+@click.option(
+    "--loop", type=click.Choice(["auto", "asyncio", "uvloop"]), default="auto", show_default=True
+)
+@click.option("-v", "--verbose", is_flag=True, help="Log upstream errors (never credentials).")
+def auth_command(config: str | None, loop: str, verbose: bool, **flags: Any) -> None:
+    """Authentication and a rate limit on --listen in front of the app at --upstream.
+
+    Requests without valid credentials get 401 with WWW-Authenticate; requests over the rate get
+    429 with Retry-After; neither reaches the app. Accepted requests reach it without the
+    Authorization field and with X-Forwarded-User. Prints `listening on HOST:PORT`.
+    """
+    from shoal.components.sidecars._serve import run
+    from shoal.components.sidecars.auth import AuthConfig, run_auth_sidecar
+
+    _logging(verbose)
+    try:
+        settings = load_settings(AuthConfig, config, flags).settings()
+    except ValueError as error:
+        raise click.UsageError(str(error)) from None
+    try:
+        run(lambda: run_auth_sidecar(settings), loop)
+    except ShoalError as error:
+        raise click.ClickException(str(error)) from None
+    except ValueError as error:
+        raise click.UsageError(str(error)) from None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from shoal import __version__
+from shoal.cli.adapter import adapter_group
 from shoal.cli.manifests import render_command, validate_command
 from shoal.cli.objects import (
     apply_command,
@@ -41,3 +42,4 @@ main.add_command(describe_command)
 main.add_command(delete_command)
 main.add_command(wait_command)
 main.add_command(sidecar_group)
+main.add_command(adapter_group)

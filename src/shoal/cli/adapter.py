@@ -1,0 +1,143 @@
+"""``shoal adapter metrics|logs|health``: the adapter pattern's ready-made containers.
+
+Every command takes its settings as flags or as a YAML file (``--config FILE``); a flag given
+on the command line overrides the file's value. A bad file is reported as
+``FILE:LINE:COLUMN: field: message`` and exits 2, like a bad flag.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import sys
+from typing import Any, TypeVar
+
+import click
+
+from shoal.components.adapters.metrics import (
+    FORMATS,
+    MetricsAdapter,
+    MetricsConfig,
+    MetricsSettings,
+    serve_metrics,
+)
+from shoal.errors import InvalidObjectsError
+from shoal.model._base import ShoalModel
+from shoal.model.configfile import load_config_file
+
+__all__ = ["adapter_group"]
+
+M = TypeVar("M", bound=ShoalModel)
+
+CONFIG_HELP = "A YAML file with these settings (camelCase keys); flags given override it."
+
+
+def _load(path: str, model: type[M]) -> M:
+    try:
+        return load_config_file(path, model)
+    except InvalidObjectsError as error:
+        for issue in error.issues:
+            click.echo(str(issue), err=True)
+        raise click.UsageError(f"{path}: invalid configuration (see above)") from None
+
+
+def _override(settings: Any, **flags: Any) -> Any:
+    """``settings`` with every flag that was given (not None, not empty) replacing its field."""
+    given = {k: v for k, v in flags.items() if v is not None and v != ()}
+    return dataclasses.replace(settings, **given)
+
+
+@click.group("adapter")
+def adapter_group() -> None:
+    """Adapters: present an app's statistics, logs and health in a standard form.
+
+    Each runs as a container beside the app in the same pod (or standalone) and talks to the
+    app over the pod's loopback.
+    """
+
+
+@adapter_group.command("metrics")
+@click.option("--config", "config_path", metavar="FILE", help=CONFIG_HELP)
+@click.option("--listen", metavar="HOST:PORT", help="Where /metrics is served [127.0.0.1:9121].")
+@click.option(
+    "--upstream",
+    metavar="ADDR",
+    help="The app: HOST:PORT, redis://[:PASSWORD@]HOST:PORT or http://HOST:PORT/PATH.",
+)
+@click.option(
+    "--format", "format_", type=click.Choice(FORMATS), help="What the app serves [redis-info]."
+)
+@click.option("--prefix", help="Metric name prefix [redis for redis-info, app otherwise].")
+@click.option("--path", help="HTTP path of the statistics page (json, kv) [/stats].")
+@click.option(
+    "--timeout", type=click.FloatRange(min=0, min_open=True), help="Seconds per scrape [5]."
+)
+@click.option(
+    "--label",
+    "labels",
+    multiple=True,
+    metavar="PATH=LABEL",
+    help="json: the keys of the object at PATH (dotted, * = any key) become LABEL values. Repeatable.",
+)
+@click.option(
+    "--counter",
+    "counters",
+    multiple=True,
+    metavar="GLOB",
+    help="Metric names matching GLOB are counters (NAME_total always is). Repeatable.",
+)
+def metrics_command(
+    config_path: str | None,
+    listen: str | None,
+    upstream: str | None,
+    format_: str | None,
+    prefix: str | None,
+    path: str | None,
+    timeout: float | None,
+    labels: tuple[str, ...],
+    counters: tuple[str, ...],
+) -> None:
+    """Serve an app's own statistics (Redis INFO, a JSON page, key-value text) as Prometheus
+    metrics on /metrics.
+
+    Each scrape of /metrics reads the app once; `PREFIX_up` says whether that worked. Prints
+    `listening on HOST:PORT` when ready; SIGTERM or Ctrl-C stops it.
+    """
+    if config_path is not None:
+        settings = _load(config_path, MetricsConfig).settings()
+    elif upstream is None:
+        raise click.UsageError("give --upstream (or --config FILE)")
+    else:
+        settings = MetricsSettings()
+    label_paths: dict[str, str] | None = None
+    if labels:
+        label_paths = dict(settings.label_paths)
+        for item in labels:
+            key, sep, label = item.partition("=")
+            if not sep or not label:
+                raise click.UsageError(f"--label must be PATH=LABEL, got {item!r}")
+            label_paths[key] = label
+    settings = _override(
+        settings,
+        listen=listen,
+        upstream=upstream,
+        format=format_,
+        prefix=prefix,
+        path=path,
+        timeout=timeout,
+        label_paths=label_paths,
+        counters=counters or None,
+    )
+    try:
+        MetricsAdapter(settings)  # checks the addresses before anything listens
+    except ValueError as error:
+        raise click.UsageError(str(error)) from None
+    asyncio.run(_serve(serve_metrics(settings)))
+
+
+async def _serve(server: Any) -> None:
+    try:
+        await server
+    except OSError as error:
+        click.echo(f"error: cannot listen: {error.strerror or error}", err=True)
+        sys.exit(1)

@@ -22,7 +22,7 @@ from typing import Any, cast
 import yaml
 from aiohttp import web
 
-from shoal.apiserver import openapi, patching
+from shoal.apiserver import openapi, patching, protobuf
 from shoal.apiserver.paths import Discovery, ObjectPath, parse_path
 from shoal.apiserver.resources import Resource
 from shoal.apiserver.security import tokens_equal
@@ -324,13 +324,16 @@ def _unsupported(content_type: str) -> APIError:
     return APIError(
         "UnsupportedMediaType",
         f'the body of the request was in an unknown format "{content_type}" - accepted media '
-        "types include: application/json, application/yaml",
+        "types include: application/json, application/yaml, application/vnd.kubernetes.protobuf",
     )
 
 
 async def _body(request: web.Request) -> Body:
     content_type = request.content_type
-    if content_type not in BODY_TYPES and content_type != "application/octet-stream":
+    if content_type not in BODY_TYPES and content_type not in (
+        "application/octet-stream",
+        protobuf.MEDIA_TYPE,
+    ):
         raise _unsupported(content_type)
     raw = await request.read()
     if not raw.strip():
@@ -346,6 +349,17 @@ def _reject_constant(name: str) -> Any:
 
 
 def _decode(raw: bytes, content_type: str) -> Any:
+    if content_type == protobuf.MEDIA_TYPE:
+        # client-go's typed clients (kubectl create configmap/deployment/...) send built-in
+        # kinds as protobuf and cannot fall back to JSON; they accept JSON answers.
+        try:
+            return protobuf.decode(raw)
+        except protobuf.ProtobufError as error:
+            raise APIError(
+                "BadRequest",
+                f"the protobuf request body could not be read: {error} (shoal reads protobuf "
+                "for the built-in kinds it serves; JSON and YAML bodies work for every kind)",
+            ) from None
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:

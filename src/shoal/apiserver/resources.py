@@ -19,10 +19,24 @@ from typing import Any
 from shoal.model.meta import KindInfo, KubeObject, PrinterColumn
 from shoal.model.registry import ALL_KINDS
 
-__all__ = ["CRD_RESOURCE", "Registry", "Resource"]
+__all__ = ["CRD_RESOURCE", "Registry", "Resource", "ScalePaths"]
 
 VERBS = ("create", "delete", "deletecollection", "get", "list", "patch", "update", "watch")
 SUBRESOURCE_VERBS = ("get", "patch", "update")
+
+
+@dataclass(frozen=True, slots=True)
+class ScalePaths:
+    """Where a kind keeps what its ``/scale`` subresource shows (JSON paths, as in a CRD's
+    ``subresources.scale``)."""
+
+    spec_replicas: str = ".spec.replicas"
+    status_replicas: str = ".status.replicas"
+    label_selector: str | None = ".spec.selector"
+
+
+BUILTIN_SCALE = {("apps", "Deployment"): ScalePaths(), ("apps", "ReplicaSet"): ScalePaths()}
+"""Built-in kinds with a ``/scale`` subresource."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +58,8 @@ class Resource:
     """A user CRD's ``openAPIV3Schema``."""
     canonical_group: str = ""
     """For a short alias group, the group whose objects it serves; else the group itself."""
+    scale: ScalePaths | None = None
+    """The ``/scale`` subresource's paths, when the kind has one."""
 
     @property
     def api_version(self) -> str:
@@ -89,6 +105,18 @@ class Resource:
                     "verbs": list(SUBRESOURCE_VERBS),
                 }
             )
+        if self.scale is not None:  # kubectl scale resolves the Scale kind from this entry
+            out.append(
+                {
+                    "name": f"{self.plural}/scale",
+                    "singularName": "",
+                    "namespaced": self.namespaced,
+                    "group": "autoscaling",
+                    "version": "v1",
+                    "kind": "Scale",
+                    "verbs": list(SUBRESOURCE_VERBS),
+                }
+            )
         return out
 
 
@@ -105,6 +133,18 @@ def _from_info(info: KindInfo, model: type[KubeObject], group: str | None = None
         printer_columns=info.printer_columns,
         model=model,
         canonical_group=info.group,
+        scale=BUILTIN_SCALE.get((info.group, info.kind)),
+    )
+
+
+def _crd_scale(version: Mapping[str, Any]) -> ScalePaths | None:
+    scale = (version.get("subresources") or {}).get("scale")
+    if not isinstance(scale, dict):
+        return None
+    return ScalePaths(
+        spec_replicas=scale.get("specReplicasPath", ".spec.replicas"),
+        status_replicas=scale.get("statusReplicasPath", ".status.replicas"),
+        label_selector=scale.get("labelSelectorPath"),
     )
 
 
@@ -176,6 +216,7 @@ class Registry:
                 printer_columns=columns,
                 schema=(version.get("schema") or {}).get("openAPIV3Schema"),
                 canonical_group=spec["group"],
+                scale=_crd_scale(version),
             )
             key = (resource.group, resource.version, resource.plural)
             existing = self._resources.get(key)

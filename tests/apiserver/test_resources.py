@@ -32,9 +32,13 @@ def test_every_model_kind_is_served_with_discovery() -> None:
     assert [r["name"] for r in apps["resources"]] == [
         "deployments",
         "deployments/status",
+        "deployments/scale",
         "replicasets",
         "replicasets/status",
+        "replicasets/scale",
     ]
+    scale = next(r for r in apps["resources"] if r["name"] == "deployments/scale")
+    assert (scale["group"], scale["version"], scale["kind"]) == ("autoscaling", "v1", "Scale")
 
 
 def test_group_list_includes_shoal_groups_and_their_short_names() -> None:

@@ -6,6 +6,7 @@ import click
 
 from shoal import __version__
 from shoal.cli.adapter import adapter_group
+from shoal.cli.ambassador import ambassador_group
 from shoal.cli.manifests import render_command, validate_command
 from shoal.cli.objects import (
     apply_command,
@@ -43,3 +44,4 @@ main.add_command(delete_command)
 main.add_command(wait_command)
 main.add_command(sidecar_group)
 main.add_command(adapter_group)
+main.add_command(ambassador_group)

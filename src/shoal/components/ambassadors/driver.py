@@ -1,0 +1,563 @@
+"""
+The ambassadors' asyncio driver: the one place that touches sockets.
+
+Theory of operation
+-------------------
+Clients connect to one listening address. Each client connection has its own parser
+(:mod:`~shoal.components.ambassadors.resp` or :mod:`~shoal.components.ambassadors.memcache`) and a
+queue of *slots*, one per request, in request order. For every request the planner
+(:mod:`~shoal.components.ambassadors.planning`) says where it goes:
+
+* a forwarded request's bytes are appended to a server connection's output and its slot to that
+  connection's FIFO of requests awaiting replies;
+* a split request gets one child slot per part, on each part's server, and a *gather* that merges
+  the parts' replies into the parent slot when the last one arrives;
+* an answered request's slot is filled at once.
+
+Server connections are persistent and shared by every client (``server_connections`` per server,
+twemproxy's default of one): requests from all clients are pipelined onto them, and since a server
+answers in order, each reply fills the oldest slot of its connection's FIFO. A client's replies go
+out as soon as the slot at the head of its queue is filled, so replies leave in request order while
+the requests they answer run on several servers at once. Writes are batched: everything parsed
+from one read is written to each server in one call, and every reply parsed from one read is
+written to each client in one call.
+
+A server connection that fails (refused, lost, a reply late by more than ``timeout``, bytes that
+are not the protocol) fails every request waiting on it with an error naming the server, and
+reports the failure to :class:`~shoal.components.ambassadors.servers.ServerHealth`; a server marked
+down is probed again when its retry time comes and announced when it is back (log and metrics).
+
+Back-pressure: a client with ``max_pending`` requests waiting, or whose socket is not draining,
+is not read until it catches up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import deque
+from collections.abc import Coroutine
+from typing import Any
+
+from shoal.components.ambassadors import memcache, resp
+from shoal.components.ambassadors.config import AmbassadorSettings
+from shoal.components.ambassadors.metrics import AmbassadorMetrics
+from shoal.components.ambassadors.planning import (
+    Answer,
+    Forward,
+    MemcachePlanner,
+    RedisPlanner,
+    Split,
+    merge,
+)
+from shoal.components.ambassadors.servers import (
+    KeyRouter,
+    ServerDown,
+    ServerSpec,
+    ServerUp,
+)
+
+__all__ = ["Ambassador"]
+
+log = logging.getLogger("shoal.ambassador")
+
+
+class _Slot:
+    """A reply owed to a client, in request order; ``reply`` is None until it is known."""
+
+    __slots__ = ("client", "gather", "index", "reply", "retrieval")
+
+    def __init__(self, client: _Client, reply: bytes | None = None) -> None:
+        self.client = client
+        self.reply = reply
+        self.gather: _Gather | None = None
+        self.index = 0
+        self.retrieval = False
+
+
+class _Gather:
+    """The parts of a split request; the last reply to arrive merges them into ``slot``."""
+
+    __slots__ = ("remaining", "replies", "slot", "split")
+
+    def __init__(self, split: Split, slot: _Slot) -> None:
+        self.split = split
+        self.slot = slot
+        self.replies: list[bytes] = [b""] * len(split.parts)
+        self.remaining = len(split.parts)
+
+
+def _fill(slot: _Slot, reply: bytes, dirty: list[_Client]) -> None:
+    gather = slot.gather
+    if gather is not None:
+        gather.replies[slot.index] = reply
+        gather.remaining -= 1
+        if gather.remaining:
+            return
+        slot = gather.slot
+        reply = merge(gather.split, gather.replies)
+    slot.reply = reply
+    client = slot.client
+    if not client.dirty:
+        client.dirty = True
+        dirty.append(client)
+
+
+class _ServerConn(asyncio.Protocol):
+    """One persistent connection to a server, with the FIFO of slots awaiting its replies."""
+
+    def __init__(self, backend: _Backend) -> None:
+        self.backend = backend
+        self.ambassador = backend.ambassador
+        self.transport: asyncio.Transport | None = None
+        self.state = "closed"  # closed | connecting | open
+        self.out: list[bytes] = []
+        self.pending: deque[_Slot] = deque()
+        self.buf = b""
+        self.queued = False
+        self.since = 0.0
+        """When the oldest pending request was sent (or the last reply came): the timeout's base."""
+
+    # -- sending
+
+    def send(self, raw: bytes, slot: _Slot | None, now: float) -> None:
+        if slot is not None:
+            if not self.pending:
+                self.since = now
+            self.pending.append(slot)
+        self.out.append(raw)
+        if not self.queued:
+            self.queued = True
+            self.ambassador.touched.append(self)
+        if self.state == "closed":
+            self.state = "connecting"
+            self.ambassador.spawn(self.connect())
+
+    def flush(self) -> None:
+        self.queued = False
+        if self.transport is not None and self.out:
+            out = self.out
+            self.transport.write(out[0] if len(out) == 1 else b"".join(out))
+            self.out = []
+
+    async def connect(self) -> None:
+        spec = self.backend.spec
+        loop = asyncio.get_running_loop()
+        try:
+            async with asyncio.timeout(self.ambassador.settings.connect_timeout):
+                await loop.create_connection(lambda: self, spec.host, spec.port)
+        except TimeoutError:
+            self.fail(f"connect timed out after {self.ambassador.settings.connect_timeout:g}s")
+        except OSError as error:
+            self.fail((error.strerror or str(error)).lower())
+
+    # -- asyncio.Protocol
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport) or hasattr(transport, "write")
+        self.transport = transport  # type: ignore[assignment]  # uvloop's transports quack alike
+        self.state = "open"
+        self.since = self.ambassador.loop.time()
+        self.ambassador.server_ok(self.backend)
+        if self.out:
+            self.flush()
+
+    def data_received(self, data: bytes) -> None:
+        buf = self.buf + data if self.buf else data
+        pending = self.pending
+        dirty: list[_Client] = []
+        pos = 0
+        memcached = self.backend.memcached
+        try:
+            while pending:
+                if memcached:
+                    end = memcache.response_end(buf, pos, pending[0].retrieval)
+                else:
+                    end = resp.reply_end(buf, pos)
+                if end < 0:
+                    break
+                _fill(pending.popleft(), buf[pos:end], dirty)
+                pos = end
+        except (resp.ReplyError, memcache.ResponseError) as error:
+            self.fail(f"protocol error from the server: {error}")
+            buf, pos = b"", 0
+        else:
+            if pos < len(buf) and not pending:
+                self.fail("the server sent bytes nobody asked for")
+                buf, pos = b"", 0
+        self.buf = buf[pos:] if pos < len(buf) else b""
+        if pos:
+            self.since = self.ambassador.loop.time()
+            if self.ambassador.router.health.any_down:
+                self.ambassador.server_ok(self.backend)
+        for client in dirty:
+            client.flush()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.state != "closed":
+            reason = "connection lost" if exc is None else f"connection lost: {exc}"
+            self.fail(reason)
+
+    def fail(self, reason: str) -> None:
+        """Fail every waiting request and close; the next request (or the probe) reconnects."""
+        self.state = "closed"
+        transport, self.transport = self.transport, None
+        if transport is not None:
+            transport.abort()
+        self.out = []
+        self.buf = b""
+        self.ambassador.server_failed(self.backend, reason)
+        pending, self.pending = self.pending, deque()
+        error = self.backend.error()
+        dirty: list[_Client] = []
+        for slot in pending:
+            _fill(slot, error, dirty)
+        self.backend.ambassador.metrics.server_errors[self.backend.spec.key] += len(pending)
+        for client in dirty:
+            client.flush()
+
+    def close(self) -> None:
+        self.state = "closed"
+        if self.transport is not None:
+            self.transport.close()
+            self.transport = None
+
+
+class _Backend:
+    """A server and its connections."""
+
+    __slots__ = ("ambassador", "conns", "memcached", "next", "spec")
+
+    def __init__(self, ambassador: Ambassador, spec: ServerSpec, connections: int) -> None:
+        self.ambassador = ambassador
+        self.spec = spec
+        self.memcached = ambassador.settings.protocol == "memcached"
+        self.conns = [_ServerConn(self) for _ in range(connections)]
+        self.next = 0
+
+    def conn(self) -> _ServerConn:
+        conns = self.conns
+        if len(conns) == 1:
+            return conns[0]
+        self.next = (self.next + 1) % len(conns)
+        return conns[self.next]
+
+    def error(self) -> bytes:
+        return self.ambassador.planner.unavailable(self.spec.key)
+
+
+class _Client(asyncio.Protocol):
+    """One client connection: parse, plan, dispatch; replies written in request order."""
+
+    def __init__(self, ambassador: Ambassador) -> None:
+        self.ambassador = ambassador
+        self.transport: asyncio.Transport | None = None
+        self.slots: deque[_Slot] = deque()
+        self.dirty = False
+        self.closing = False
+        self.paused = False
+        self.write_paused = False
+        settings = ambassador.settings
+        self.memcached = settings.protocol == "memcached"
+        self.parser: resp.RequestParser | memcache.RequestParser
+        if self.memcached:
+            self.parser = memcache.RequestParser(max_value_bytes=settings.value_limit())
+        else:
+            self.parser = resp.RequestParser(max_bulk_bytes=settings.value_limit())
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]  # uvloop's transports quack alike
+        self.ambassador.clients.add(self)
+        self.ambassador.metrics.clients_total += 1
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.transport = None
+        self.ambassador.clients.discard(self)
+
+    def pause_writing(self) -> None:
+        self.write_paused = True
+        self._pause()
+
+    def resume_writing(self) -> None:
+        self.write_paused = False
+        self._resume()
+
+    def _pause(self) -> None:
+        if not self.paused and self.transport is not None:
+            self.paused = True
+            self.transport.pause_reading()
+
+    def _resume(self) -> None:
+        if (
+            self.paused
+            and not self.write_paused
+            and len(self.slots) <= self.ambassador.settings.max_pending // 2
+            and self.transport is not None
+        ):
+            self.paused = False
+            self.transport.resume_reading()
+
+    def data_received(self, data: bytes) -> None:
+        if self.closing:
+            return
+        ambassador = self.ambassador
+        now = ambassador.loop.time()
+        slots = self.slots
+        backends = ambassador.backends
+        metrics = ambassador.metrics
+        if isinstance(self.parser, memcache.RequestParser):
+            mplan = ambassador.mc_planner
+            mc_events = self.parser.feed(data)
+            metrics.requests += len(mc_events)
+            for event in mc_events:
+                if isinstance(event, memcache.Request):
+                    plan = mplan.plan(event, now)
+                else:
+                    metrics.bad_requests += 1
+                    slots.append(_Slot(self, event.reply))
+                    if event.fatal:
+                        self.closing = True
+                        break
+                    continue
+                if self._dispatch(plan, now, backends):
+                    break
+        else:
+            rplan = ambassador.redis_planner
+            events = self.parser.feed(data)
+            metrics.requests += len(events)
+            for revent in events:
+                if isinstance(revent, resp.Command):
+                    plan = rplan.plan(revent.args, revent.raw, now)
+                else:
+                    metrics.bad_requests += 1
+                    slots.append(_Slot(self, revent.reply))
+                    if revent.fatal:
+                        self.closing = True
+                        break
+                    continue
+                if self._dispatch(plan, now, backends):
+                    break
+        if ambassador.touched and not ambassador.flush_scheduled:
+            # Server writes wait for the end of this loop iteration, so requests read from every
+            # client that was readable go to each server in one write (one syscall, one read
+            # for the server) instead of one per client.
+            ambassador.flush_scheduled = True
+            ambassador.loop.call_soon(ambassador.flush_servers)
+        self.flush()
+        if len(slots) > ambassador.settings.max_pending:
+            self._pause()
+
+    def _dispatch(
+        self, plan: Forward | Split | Answer, now: float, backends: dict[str, _Backend]
+    ) -> bool:
+        """Carry out one plan; True when the connection is to close after the replies so far."""
+        if type(plan) is Forward:
+            backend = backends[plan.server]
+            if plan.reply:
+                slot = _Slot(self)
+                slot.retrieval = plan.retrieval
+                self.slots.append(slot)
+                backend.conn().send(plan.raw, slot, now)
+            else:
+                backend.conn().send(plan.raw, None, now)
+            self.ambassador.metrics.server_requests[plan.server] += 1
+            return False
+        if type(plan) is Split:
+            parent = _Slot(self)
+            self.slots.append(parent)
+            gather = _Gather(plan, parent)
+            for index, part in enumerate(plan.parts):
+                child = _Slot(self)
+                child.gather = gather
+                child.index = index
+                child.retrieval = self.memcached
+                backends[part.server].conn().send(part.raw, child, now)
+                self.ambassador.metrics.server_requests[part.server] += 1
+            self.ambassador.metrics.splits += 1
+            return False
+        assert type(plan) is Answer
+        self.ambassador.metrics.answered += 1
+        self.slots.append(_Slot(self, plan.reply))
+        if plan.close:
+            self.closing = True
+            return True
+        return False
+
+    def flush(self) -> None:
+        self.dirty = False
+        slots = self.slots
+        if slots and slots[0].reply is not None:
+            out = []
+            while slots and slots[0].reply is not None:
+                reply = slots.popleft().reply
+                assert reply is not None
+                out.append(reply)
+            if self.transport is not None:
+                self.transport.write(out[0] if len(out) == 1 else b"".join(out))
+            if self.paused:
+                self._resume()
+        if self.closing and not slots and self.transport is not None:
+            self.transport.close()
+
+
+class Ambassador:
+    """A Redis or memcached ambassador: ``start``, then ``address``; ``shutdown`` to stop.
+
+    >>> ambassador = Ambassador([ServerSpec("127.0.0.1", 7001)], AmbassadorSettings())
+    """
+
+    def __init__(
+        self, servers: list[ServerSpec], settings: AmbassadorSettings | None = None
+    ) -> None:
+        self.settings = settings = settings or AmbassadorSettings()
+        self.router = KeyRouter(
+            servers,
+            algorithm=settings.algorithm,
+            hash_tag=settings.hash_tag,
+            health=settings.health,
+        )
+        by_key = {spec.key: spec for spec in servers}
+        self.redis_planner = RedisPlanner(self.router, by_key)
+        self.mc_planner = MemcachePlanner(self.router, by_key)
+        self.planner: RedisPlanner | MemcachePlanner = (
+            self.mc_planner if settings.protocol == "memcached" else self.redis_planner
+        )
+        self.metrics = AmbassadorMetrics(
+            protocol=settings.protocol, servers={s.key: s.address for s in servers}
+        )
+        self.backends = {
+            spec.key: _Backend(self, spec, settings.server_connections) for spec in servers
+        }
+        self.clients: set[_Client] = set()
+        self.touched: list[_ServerConn] = []
+        self.flush_scheduled = False
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._timers: dict[str, asyncio.TimerHandle] = {}
+        self._sweeper: asyncio.TimerHandle | None = None
+        self._server: asyncio.Server | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        assert self._loop is not None, "start() first"
+        return self._loop
+
+    @property
+    def address(self) -> tuple[str, int]:
+        """The bound ``(host, port)``."""
+        assert self._server is not None, "start() first"
+        host, port = self._server.sockets[0].getsockname()[:2]
+        return host, port
+
+    async def start(self, host: str = "127.0.0.1", port: int = 0) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._server = await self._loop.create_server(
+            lambda: _Client(self), host, port, backlog=self.settings.backlog
+        )
+        self._schedule_sweep()
+
+    def flush_servers(self) -> None:
+        """Write what every client sent this loop iteration, one write per server connection."""
+        self.flush_scheduled = False
+        touched = self.touched
+        for conn in touched:
+            conn.flush()
+        touched.clear()
+
+    def spawn(self, coroutine: Coroutine[Any, Any, None]) -> None:
+        """Run ``coroutine`` in the background, keeping a reference until it ends."""
+        task = self.loop.create_task(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # -- health
+
+    def server_failed(self, backend: _Backend, reason: str) -> None:
+        key = backend.spec.key
+        self.metrics.server_failures[key] += 1
+        event = self.router.health.failed(key, reason, self.loop.time())
+        if event is not None:
+            self._on_down(backend, event)
+
+    def server_ok(self, backend: _Backend) -> None:
+        event = self.router.health.succeeded(backend.spec.key)
+        if event is not None:
+            self._on_up(event)
+
+    def _on_down(self, backend: _Backend, event: ServerDown) -> None:
+        self.metrics.server_up[event.server] = 0
+        self.metrics.server_downs[event.server] += 1
+        action = (
+            "its keys go to the next server"
+            if event.ejected
+            else "requests for its keys get an error"
+        )
+        log.warning(
+            "server %s (%s) is down: %s; %s; retrying in %.1fs",
+            event.server,
+            backend.spec.address,
+            event.reason,
+            action,
+            event.until - self.loop.time(),
+        )
+        old = self._timers.pop(event.server, None)
+        if old is not None:
+            old.cancel()
+        self._timers[event.server] = self.loop.call_at(event.until, self._probe, backend)
+
+    def _on_up(self, event: ServerUp) -> None:
+        self.metrics.server_up[event.server] = 1
+        timer = self._timers.pop(event.server, None)
+        if timer is not None:
+            timer.cancel()
+        log.warning("server %s is back", event.server)
+
+    def _probe(self, backend: _Backend) -> None:
+        self._timers.pop(backend.spec.key, None)
+        conn = backend.conns[0]
+        if conn.state == "closed":
+            conn.state = "connecting"
+            self.spawn(conn.connect())
+
+    def _schedule_sweep(self) -> None:
+        interval = max(0.05, min(1.0, self.settings.timeout / 4))
+        self._sweeper = self.loop.call_later(interval, self._sweep)
+
+    def _sweep(self) -> None:
+        now = self.loop.time()
+        limit = self.settings.timeout
+        for backend in self.backends.values():
+            for conn in backend.conns:
+                if conn.pending and conn.state == "open" and now - conn.since > limit:
+                    conn.fail(f"no reply within {limit:g}s")
+        self._schedule_sweep()
+
+    # -- stopping
+
+    async def shutdown(self, grace: float = 5.0) -> None:
+        """Stop accepting, let replies owed to clients arrive (up to ``grace`` s), close all."""
+        if self._server is not None:
+            self._server.close()
+        deadline = self.loop.time() + grace
+        # Polled: replies land from many server connections; the wait is bounded and brief.
+        while any(c.slots for c in self.clients) and self.loop.time() < deadline:  # noqa: ASYNC110
+            await asyncio.sleep(0.01)
+        for client in list(self.clients):
+            if client.transport is not None:
+                client.transport.close()
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+        for timer in self._timers.values():
+            timer.cancel()
+        self._timers.clear()
+        for backend in self.backends.values():
+            for conn in backend.conns:
+                conn.close()
+        for task in list(self._tasks):
+            task.cancel()
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._server is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._server.wait_closed(), 1.0)

@@ -7,7 +7,9 @@ import click
 from shoal import __version__
 from shoal.cli.adapter import adapter_group
 from shoal.cli.ambassador import ambassador_group
+from shoal.cli.logs import logs_command
 from shoal.cli.manifests import render_command, validate_command
+from shoal.cli.node import node_command
 from shoal.cli.objects import (
     apply_command,
     delete_command,
@@ -45,3 +47,5 @@ main.add_command(wait_command)
 main.add_command(sidecar_group)
 main.add_command(adapter_group)
 main.add_command(ambassador_group)
+main.add_command(node_command)
+main.add_command(logs_command)

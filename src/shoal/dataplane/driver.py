@@ -41,6 +41,18 @@ and that connection closes; nothing else is touched. A reused pooled connection 
 had already closed is retried once on a new connection when nothing came back yet and the request
 is idempotent and bodiless.
 
+**Dispatching.** A :class:`Dispatcher` decides where requests go and hears how they ended:
+``begin`` gives a :class:`Pick` (an upstream address, perhaps queued behind a per-endpoint limit:
+the driver then waits for ``Pick.on_ready``), ``failed`` is told about a connect failure or a
+reset before any response (it may move the pick to another endpoint: the driver resends what it
+holds), ``response`` sees a final status before it is forwarded (it may ask for a retry
+elsewhere, which the driver does only for idempotent bodiless requests, whose head it still
+holds), and ``end`` closes every pick exactly once, with the status the client got (0 when none).
+A plain ``route(request) -> Address | None`` callable is wrapped in a dispatcher that never
+retries. Pooled connections are shared by every listener of one
+:class:`~shoal.dataplane.runtime.Proxy`; :meth:`UpstreamPool.retain` names the addresses still
+in use, and a connection to any other one is closed when it goes idle (drain).
+
 **Shutdown** (:meth:`ProxyServer.shutdown`): stop accepting, close idle connections, let
 in-flight exchanges finish with ``Connection: close`` within the deadline, then cut the rest.
 """
@@ -52,10 +64,12 @@ import contextlib
 import logging
 import socket
 import ssl as _ssl
-from collections.abc import Callable, Coroutine
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Collection, Coroutine
 from dataclasses import dataclass, field
 from typing import Any, Final, cast
 
+from shoal.dataplane.health import Failure
 from shoal.dataplane.http1 import (
     PARSERS,
     Data,
@@ -133,6 +147,62 @@ class ProxySettings:
     """Bytes a client may send ahead of the request being answered before it is not read."""
     backlog: int = 1024
     """Listen backlog."""
+
+
+class Pick:
+    """Where one request goes: the driver reads :attr:`address`; the rest is the dispatcher's.
+
+    A plain slotted class (not a dataclass): one is made per request on the hot path.
+    """
+
+    __slots__ = ("address", "on_ready", "queued", "state")
+
+    def __init__(self, address: Address, state: object = None, *, queued: bool = False) -> None:
+        self.address = address
+        """The upstream's ``(host, port)`` for the current attempt."""
+        self.state = state
+        """Whatever the dispatcher keeps about the request."""
+        self.queued = queued
+        """Waiting for a free slot on the endpoint: call :attr:`on_ready` when it may go."""
+        self.on_ready: Callable[[], None] | None = None
+        """Set by the driver when :attr:`queued`; the dispatcher calls it (soon, not re-entrantly)."""
+
+
+class Dispatcher(ABC):
+    """Chooses upstreams and hears how exchanges ended; see *Dispatching* in the module docstring."""
+
+    __slots__ = ()
+
+    @abstractmethod
+    def begin(self, request: Request, peer: str) -> Pick | None:
+        """The pick for a new request; ``None``: no upstream (the driver answers 503)."""
+
+    def failed(self, pick: Pick, failure: Failure, replayable: bool) -> bool:
+        """The current attempt failed before any response; True: ``pick`` now names another."""
+        return False
+
+    def response(self, pick: Pick, status: int) -> bool:
+        """A final response head came; True: drop it and retry on the endpoint ``pick`` now names.
+
+        Asked only when the driver can resend the request (idempotent, no body).
+        """
+        return False
+
+    def end(self, pick: Pick, status: int) -> None:  # noqa: B027 -- optional, as failed() is
+        """The exchange is over; ``status`` is what the client got, 0 when nothing was sent."""
+
+
+class _RouteDispatcher(Dispatcher):
+    """A plain route callable as a dispatcher that never retries."""
+
+    __slots__ = ("route",)
+
+    def __init__(self, route: Route) -> None:
+        self.route = route
+
+    def begin(self, request: Request, peer: str) -> Pick | None:
+        address = self.route(request)
+        return None if address is None else Pick(address)
 
 
 def loop_factory(name: str = "auto") -> Callable[[], asyncio.AbstractEventLoop]:
@@ -231,6 +301,7 @@ class UpstreamPool:
         self._sweeper: asyncio.TimerHandle | None = None
         self._closed = False
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._live: Collection[Address] | None = None
         self.opened = 0
         """Connections opened so far."""
         self.reused = 0
@@ -248,6 +319,18 @@ class UpstreamPool:
         if address is not None:
             return len(self._idle.get(address, ()))
         return sum(len(v) for v in self._idle.values())
+
+    def retain(self, live: Collection[Address] | None) -> None:
+        """Keep connections only to ``live`` addresses (None: any): close the others' idle ones now
+        and the busy ones when they are released (an endpoint that left drains this way)."""
+        self._live = live
+        if live is None:
+            return
+        for address, idle in self._idle.items():
+            if address not in live:
+                for conn in idle:
+                    conn.close()
+                idle.clear()
 
     def take(self, address: Address) -> _UpstreamProtocol | None:
         """An idle connection to ``address`` still open and fresh, or ``None``."""
@@ -276,7 +359,13 @@ class UpstreamPool:
         """Keep ``conn`` for reuse, or close it when the pool is full or closed."""
         conn.owner = None
         idle = self._idle.setdefault(conn.address, [])
-        if self._closed or conn.closed or len(idle) >= self._settings.pool_max_idle:
+        live = self._live
+        if (
+            self._closed
+            or conn.closed
+            or len(idle) >= self._settings.pool_max_idle
+            or (live is not None and conn.address not in live)
+        ):
             conn.close()
             return
         loop = self._get_loop()
@@ -334,7 +423,10 @@ class _ClientProtocol(asyncio.Protocol):
         self._parser: RequestParser = server.new_parser()
         self._transport: asyncio.Transport | None = None
         self._peer = ""
+        self._dispatcher = server.dispatcher
         self._request: Request | None = None
+        self._pick: Pick | None = None
+        self._status = 0
         self._address: Address | None = None
         self._upstream: _UpstreamProtocol | None = None
         self._upstream_seen = False
@@ -416,6 +508,7 @@ class _ClientProtocol(asyncio.Protocol):
             self._timer = None
         if self._upstream is not None:
             self._detach(reuse=False)
+        self._end_pick(self._status if self._response_started else 0)
         self._server.connection_done(self)
 
     def pause_writing(self) -> None:
@@ -490,6 +583,7 @@ class _ClientProtocol(asyncio.Protocol):
     def _start(self, request: Request) -> None:
         self._set_phase(_EXCHANGE, self._loop.time())
         self._request = request
+        self._status = 0
         self._request_done = self._response_started = self._response_done = False
         self._keep_alive = request.keep_alive and not self._server.draining
         admit = self._server.admit
@@ -508,19 +602,23 @@ class _ClientProtocol(asyncio.Protocol):
                 return
             self._request = request = admitted
         try:
-            address = self._server.route(request)
+            pick = self._dispatcher.begin(request, self._peer)
         except Exception:
             log.exception("route failed for %r", request.target)
             self._local_response(500, "routing failed")
             return
-        if address is None:
+        if pick is None:
             self._local_response(503, "no upstream available")
             return
+        self._pick = pick
         head, self._up_framer = upstream_request(request, self._peer, self._settings.forwarding)
-        self._address = address
         self._retry_head = (
             head if request.framing == "none" and request.method in _RETRYABLE_METHODS else None
         )
+        if pick.queued:
+            self._wait_for_slot(pick, [head])
+            return
+        self._address = address = pick.address
         conn = self._server.pool.take(address)
         if conn is not None:
             self._attach(conn, reused=True)
@@ -528,10 +626,54 @@ class _ClientProtocol(asyncio.Protocol):
         else:
             self._connect(address, head)
 
+    def _wait_for_slot(self, pick: Pick, pending: list[bytes]) -> None:
+        """The endpoint is at its limit: hold what came so far until the dispatcher says go."""
+        self._pending = pending
+        self.pause_reading("connect")
+
+        def ready() -> None:
+            if self._pick is not pick or self._closing or self._pending is None:
+                return
+            held, self._pending = self._pending, None
+            self._send_to(pick.address, held)
+
+        pick.on_ready = ready
+
+    def _send_to(self, address: Address, held: list[bytes]) -> None:
+        """Send the held head (and body so far) to ``address``, on a pooled or new connection."""
+        self._address = address
+        conn = self._server.pool.take(address)
+        if conn is None:
+            self._pending = held
+            self._server.spawn(self._open(address))
+            return
+        self._attach(conn, reused=True)
+        conn.write(b"".join(held))
+        self.resume_reading("connect")
+
     def _connect(self, address: Address, head: bytes) -> None:
         self._pending = [head]
         self.pause_reading("connect")
         self._server.spawn(self._open(address))
+
+    def _retry_elsewhere(self, failure: Failure, held: list[bytes], replayable: bool) -> bool:
+        """Ask the dispatcher for another endpoint after ``failure``; True if the request went."""
+        pick = self._pick
+        if pick is None or self._closing:
+            return False
+        try:
+            again = self._dispatcher.failed(pick, failure, replayable)
+        except Exception:
+            log.exception("dispatcher failed")
+            again = False
+        if not again:
+            return False
+        if pick.queued:
+            self._wait_for_slot(pick, held)
+        else:
+            self.pause_reading("connect")
+            self._send_to(pick.address, held)
+        return True
 
     async def _open(self, address: Address) -> None:
         try:
@@ -539,10 +681,16 @@ class _ClientProtocol(asyncio.Protocol):
                 self._server.pool.connect(address), self._settings.connect_timeout
             )
         except TimeoutError:
-            self._upstream_failed(504, "connecting to the upstream timed out")
+            if self._pending is None or not self._retry_elsewhere(
+                Failure.CONNECT, self._pending, True
+            ):
+                self._upstream_failed(504, "connecting to the upstream timed out")
             return
         except OSError as error:
-            self._upstream_failed(502, f"cannot connect to the upstream: {error.strerror}")
+            if self._pending is None or not self._retry_elsewhere(
+                Failure.CONNECT, self._pending, True
+            ):
+                self._upstream_failed(502, f"cannot connect to the upstream: {error.strerror}")
             return
         if self._closing or self._pending is None:
             conn.close()
@@ -653,6 +801,19 @@ class _ClientProtocol(asyncio.Protocol):
             head, self._retry_head = self._retry_head, None
             self._connect(self._address, head)
             return
+        if (
+            self._retry_head is not None
+            and self._request_done
+            and not self._response_started
+            and not conn.parser.buffered
+        ):
+            # Reset before any response: an idempotent bodiless request may go to another one.
+            self._upstream = None
+            conn.owner = None
+            if self._retry_elsewhere(Failure.RESET, [self._retry_head], True):
+                return
+            self._upstream = conn
+            conn.owner = self
         self._out = []
         try:
             self._upstream_events(conn, conn.parser.feed_eof())
@@ -678,6 +839,7 @@ class _ClientProtocol(asyncio.Protocol):
                 return
             head, _, _ = client_response(response, request, True, forwarding)
             send(head)
+            self._status = 101
             self._tunnel = True
             self._response_started = True
             self._set_phase(_TUNNEL, self._loop.time())
@@ -689,6 +851,20 @@ class _ClientProtocol(asyncio.Protocol):
                 conn.write(early)
             self.resume_reading("pipeline")
             return
+        pick = self._pick
+        if (
+            status >= 500
+            and pick is not None
+            and self._retry_head is not None
+            and self._request_done
+            and self._dispatcher.response(pick, status)
+        ):
+            # The dispatcher moved the pick: drop this answer and resend the held head.
+            self._detach(reuse=False)
+            self.pause_reading("connect")
+            self._send_to(pick.address, [self._retry_head])
+            return
+        self._status = status
         keep = self._keep_alive and not self._server.draining
         head, self._down_framer, self._keep_alive = client_response(
             response, request, keep, forwarding
@@ -712,8 +888,18 @@ class _ClientProtocol(asyncio.Protocol):
             return
         self._finish()
 
+    def _end_pick(self, status: int) -> None:
+        pick = self._pick
+        if pick is not None:
+            self._pick = None
+            try:
+                self._dispatcher.end(pick, status)
+            except Exception:
+                log.exception("dispatcher failed at the end of an exchange")
+
     def _finish(self) -> None:
         self._detach(reuse=self._upstream_keep)
+        self._end_pick(self._status)
         self._request = None
         self._up_framer = self._down_framer = None
         if not self._keep_alive or self._server.draining:
@@ -759,6 +945,7 @@ class _ClientProtocol(asyncio.Protocol):
         self._detach(reuse=False)
         if not self._closing:
             self._send(error_response(status, detail))
+            self._end_pick(status)
         self._close()
 
     def _close(self) -> None:
@@ -767,6 +954,7 @@ class _ClientProtocol(asyncio.Protocol):
         self._flush()
         self._closing = True
         self._detach(reuse=False)
+        self._end_pick(self._status if self._response_started else 0)
         if self._transport is not None:
             self._transport.close()
 
@@ -774,6 +962,7 @@ class _ClientProtocol(asyncio.Protocol):
         self._flush()
         self._closing = True
         self._detach(reuse=False)
+        self._end_pick(self._status if self._response_started else 0)
         if self._transport is not None:
             self._transport.abort()
 
@@ -843,9 +1032,18 @@ class ProxyServer:
     """
 
     def __init__(
-        self, route: Route, settings: ProxySettings | None = None, *, admit: Admit | None = None
+        self,
+        route: Route | Dispatcher,
+        settings: ProxySettings | None = None,
+        *,
+        admit: Admit | None = None,
+        pool: UpstreamPool | None = None,
     ) -> None:
         self.route = route
+        self.dispatcher: Dispatcher = (
+            route if isinstance(route, Dispatcher) else _RouteDispatcher(route)
+        )
+        """Where requests go (a plain ``route`` callable is wrapped in one)."""
         self.admit = admit
         """Optional filter run before ``route`` (see :data:`Admit`)."""
         self.settings = settings or ProxySettings()
@@ -854,7 +1052,8 @@ class ProxyServer:
         self._parser_class: Callable[[Limits], RequestParser] = type(
             make_request_parser(self.settings.parser, self.settings.limits)
         )
-        self.pool = UpstreamPool(self.settings)
+        self._own_pool = pool is None
+        self.pool = pool if pool is not None else UpstreamPool(self.settings)
         self.connections: set[_ClientProtocol] = set()
         self.draining = False
         self._server: asyncio.Server | None = None
@@ -926,7 +1125,8 @@ class ProxyServer:
                 await asyncio.wait_for(self._all_closed.wait(), deadline)
         for conn in list(self.connections):
             conn._abort()
-        self.pool.close()
+        if self._own_pool:
+            self.pool.close()
         tasks = list(self._tasks)
         for task in tasks:
             task.cancel()

@@ -138,6 +138,10 @@ class ActiveHealth:
 
     __slots__ = ("_endpoints", "_settings")
 
+    @property
+    def settings(self) -> ActiveCheckSettings:
+        return self._settings
+
     def __init__(self, settings: ActiveCheckSettings | None = None) -> None:
         self._settings = settings or ActiveCheckSettings()
         if self._settings.rise < 1 or self._settings.fall < 1:
@@ -203,6 +207,9 @@ class ActiveHealth:
         checked.state = state
         checked.streak = 0
         return Transition(address, state, now, reason)
+
+    def addresses(self) -> frozenset[str]:
+        return frozenset(self._endpoints)
 
     def state(self, address: str) -> HealthState:
         return self._endpoints[address].state
@@ -287,13 +294,18 @@ class _Watched:
 class OutlierDetector:
     """Passive ejection over a set of endpoints; see the module docstring."""
 
-    __slots__ = ("_endpoints", "_settings")
+    __slots__ = ("_endpoints", "_out", "_settings")
 
     def __init__(self, settings: OutlierSettings | None = None) -> None:
         self._settings = settings or OutlierSettings()
         if not 0.0 <= self._settings.max_ejected_share <= 1.0:
             raise ValueError("max_ejected_share must be between 0 and 1")
         self._endpoints: dict[str, _Watched] = {}
+        self._out = 0  # endpoints ejected: tick() scans nothing while it is 0 (the common case)
+
+    @property
+    def settings(self) -> OutlierSettings:
+        return self._settings
 
     def sync(self, addresses: Iterable[str]) -> None:
         """Make the set ``addresses``; a gone endpoint's history is forgotten."""
@@ -303,6 +315,7 @@ class OutlierDetector:
                 del self._endpoints[address]
         for address in wanted:
             self._endpoints.setdefault(address, _Watched())
+        self._out = sum(1 for w in self._endpoints.values() if w.ejected_until is not None)
 
     @property
     def max_ejected(self) -> int:
@@ -321,6 +334,8 @@ class OutlierDetector:
     def tick(self, now: float) -> list[OutlierEvent]:
         """Readmit every endpoint whose ejection has ended by ``now``."""
         events: list[OutlierEvent] = []
+        if not self._out:
+            return events
         for address, watched in self._endpoints.items():
             until = watched.ejected_until
             if until is not None and until <= now:
@@ -337,8 +352,8 @@ class OutlierDetector:
             events.append(Readmitted(address, now, "active check passed"))
         return events
 
-    @staticmethod
-    def _readmit(watched: _Watched, at: float) -> None:
+    def _readmit(self, watched: _Watched, at: float) -> None:
+        self._out -= 1
         watched.ejected_until = None
         watched.failures = watched.connect_errors = 0
         watched.calm_since = at
@@ -375,6 +390,7 @@ class OutlierDetector:
         watched.times += 1
         duration = min(settings.base_ejection_time * watched.times, settings.max_ejection_time)
         watched.ejected_until = now + duration
+        self._out += 1
         events.append(Ejected(address, now, now + duration, watched.times, reason))
         return events
 

@@ -228,3 +228,9 @@ class Router:
     def record_failure(self, route: Route) -> None:
         """Count a routed request that failed (the driver decides what failed means)."""
         self._counters[route.shard].failed += 1
+
+    def count_failure(self, shard: str) -> None:
+        """Count a failed request of ``shard`` (as :meth:`record_failure`, by name)."""
+        counters = self._counters.get(shard)
+        if counters is not None:
+            counters.failed += 1

@@ -1,0 +1,689 @@
+"""
+The glue between the driver and the pure cores: one :class:`RouteState` per configured route.
+
+Theory of operation
+-------------------
+The driver (:mod:`shoal.dataplane.driver`) asks a :class:`ListenerDispatcher` for a pick per
+request head and reports how each attempt ended; the dispatcher finds the route (longest path
+prefix) and its :class:`RouteState` does the rest with the pure cores:
+
+* **Choosing.** A sharded route asks its :class:`~shoal.dataplane.routing.Router` (key = first
+  capture of ``shardRegexp`` over the path, hashed shard, balanced replica); a plain route asks
+  its :mod:`~shoal.dataplane.balancing` picker (with a key from the path, a header, a cookie or the
+  client address for ``hash``). Both skip ``excluded``: the endpoints failing active checks
+  (:class:`~shoal.dataplane.health.ActiveHealth`) or ejected by the
+  :class:`~shoal.dataplane.health.OutlierDetector`, a frozenset recomputed only when health
+  changes, never per request.
+* **Admission.** The :class:`~shoal.dataplane.health.PendingLimiter` sends, queues (the pick is
+  marked ``queued`` and the driver waits for ``on_ready``) or rejects (the next endpoint is tried;
+  503 when none is left).
+* **Outcomes.** Every attempt is closed exactly once: its endpoint's in-flight count drops, its
+  limiter slot passes to the oldest waiter, and the outcome (success, 5xx, connect error) feeds
+  the outlier detector. An ejection schedules its own end (``call_at``), so an endpoint nobody
+  sends to is still readmitted on time.
+* **Retries.** After a connect failure, a reset or a retryable status, the
+  :class:`~shoal.dataplane.health.RetryBudget` decides; a retry goes to another endpoint (the
+  ones already tried are excluded) of the route's *current* state, so a retry after a
+  configuration swap never goes to a removed endpoint.
+
+**Swaps.** A new configuration builds new route states; each takes over its predecessor's
+``_Shared`` part (health, outlier history, retry budget, limiter and its queue, pickers' state
+and counters), keyed by listener and route name, so a swap is cheap (no health reset, no Maglev
+rebuild unless the shard names change) and requests in flight finish against the objects they
+started with. Endpoint objects of addresses that stay are reused, so in-flight counts carry on.
+
+Nothing here reads a clock or touches a socket directly: :class:`Hooks` brings the loop's clock
+and timers, and the access log.
+"""
+
+from __future__ import annotations
+
+import bisect
+import itertools
+import logging
+import random
+import re
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Final, Protocol, cast
+
+from shoal.dataplane.balancing import BalancingSettings, Endpoint, Picker, make_picker
+from shoal.dataplane.config import BackendConfig, RouteConfig, split_address
+from shoal.dataplane.driver import Address, Dispatcher, Pick
+from shoal.dataplane.health import (
+    ActiveHealth,
+    Admission,
+    Ejected,
+    Failure,
+    Outcome,
+    OutlierDetector,
+    OutlierEvent,
+    PendingLimiter,
+    Readmitted,
+    RetryBudget,
+    Transition,
+)
+from shoal.dataplane.http1 import Request
+from shoal.dataplane.routing import Router, RoutingSettings, RoutingTable, shard_key
+
+__all__ = [
+    "LATENCY_BUCKETS",
+    "EndpointStats",
+    "Histogram",
+    "Hooks",
+    "ListenerDispatcher",
+    "RequestPick",
+    "RouteState",
+]
+
+log = logging.getLogger("shoal.dataplane.proxy")
+
+LATENCY_BUCKETS: Final = (
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+)  # fmt: skip
+"""Upper bounds (seconds) of the request latency histogram buckets."""
+
+_TICKETS = itertools.count(1)
+
+
+class Hooks(Protocol):
+    """What the route states need from their runtime (the event loop, the access log)."""
+
+    def time(self) -> float:
+        """The loop's monotonic clock."""
+
+    def call_soon(self, callback: Callable[[], None]) -> None: ...
+
+    def call_at(self, when: float, callback: Callable[[], None]) -> None: ...
+
+    def request_done(self, pick: RequestPick, status: int, duration: float) -> None:
+        """An exchange ended (for the access log)."""
+
+    def health_changed(self) -> None:
+        """Active checks should be looked at again (endpoints were added)."""
+
+
+class EndpointStats:
+    """Counters of one endpoint in one shard of one route (for ``/metrics``)."""
+
+    __slots__ = ("connect_errors", "ejections", "resets", "responses")
+
+    def __init__(self) -> None:
+        self.responses = [0, 0, 0, 0, 0, 0]
+        """By status class: index 1-5 for 1xx-5xx, 0 for exchanges that got no status."""
+        self.connect_errors = 0
+        self.resets = 0
+        self.ejections = 0
+
+
+class Histogram:
+    """A latency histogram over :data:`LATENCY_BUCKETS` (counts per bucket, not cumulative)."""
+
+    __slots__ = ("count", "counts", "total")
+
+    def __init__(self) -> None:
+        self.counts = [0] * (len(LATENCY_BUCKETS) + 1)
+        self.total = 0.0
+        self.count = 0
+
+    def observe(self, value: float) -> None:
+        self.counts[bisect.bisect_left(LATENCY_BUCKETS, value)] += 1
+        self.total += value
+        self.count += 1
+
+
+class RequestPick(Pick):
+    """The pick of one request, with what its route state needs to finish it."""
+
+    __slots__ = (
+        "chooser",
+        "endpoint",
+        "limiter",
+        "open",
+        "peer",
+        "request",
+        "retrying",
+        "route",
+        "shard",
+        "started",
+        "stats",
+        "ticket",
+        "tried",
+        "tries",
+    )
+
+    def __init__(self, route: RouteState, request: Request, peer: str, started: float) -> None:
+        super().__init__(("", 0))
+        self.route = route
+        """The route state the request began on (its retry budget and counters)."""
+        self.chooser = route
+        """The route state that chose the current attempt's endpoint (the latest at retries)."""
+        self.request = request
+        self.peer = peer
+        self.started = started
+        self.endpoint: Endpoint | None = None
+        self.limiter: _Admission | None = None
+        self.shard = ""
+        self.stats: EndpointStats | None = None
+        self.ticket = 0
+        self.open = False
+        """An attempt holds an endpoint slot (sent, or queued)."""
+        self.retrying = False
+        """The current attempt is a retry holding a slot of the retry budget."""
+        self.tries = 0
+        self.tried: frozenset[str] = frozenset()
+
+
+class _Admission:
+    """A route's pending limiter and the picks queued on it."""
+
+    __slots__ = ("limiter", "waiters")
+
+    def __init__(self, limiter: PendingLimiter) -> None:
+        self.limiter = limiter
+        self.waiters: dict[int, RequestPick] = {}
+
+
+@dataclass(slots=True)
+class _Shared:
+    """The part of a route that survives configuration swaps (see the module docstring)."""
+
+    config: RouteConfig
+    active: ActiveHealth | None
+    outlier: OutlierDetector
+    budget: RetryBudget
+    admission: _Admission
+    router: Router | None
+    picker: Picker | None
+    endpoints: dict[str, Endpoint]
+    stats: dict[str, dict[str, EndpointStats]]
+    latency: dict[str, Histogram]
+    counters: list[int]
+    """Retries granted and requests that found no endpoint (one list, shared across swaps)."""
+    excluded: frozenset[str] = frozenset()
+
+
+class RouteState:
+    """One route of one listener, as of one configuration (see the module docstring)."""
+
+    __slots__ = (
+        "_addresses",
+        "_endpoints",
+        "_hash_source",
+        "_hooks",
+        "_key_name",
+        "_key_pattern",
+        "_shared",
+        "config",
+        "listener",
+        "name",
+        "prefix",
+        "successor",
+    )
+
+    _shared: _Shared
+
+    def __init__(
+        self,
+        listener: str,
+        config: RouteConfig,
+        hooks: Hooks,
+        previous: RouteState | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.listener = listener
+        self.config = config
+        self.name = config.name
+        self.prefix = config.path_prefix.encode("latin-1")
+        self.successor: RouteState | None = None
+        self._hooks = hooks
+        rng = rng or random.Random()  # noqa: S311 -- load balancing, not cryptography
+        old = previous._shared if previous is not None else None
+        now = hooks.time()
+
+        # Endpoint objects: keep those whose address and weight stay (in-flight counts go on).
+        known = old.endpoints if old is not None else {}
+        endpoints: dict[str, Endpoint] = {}
+        groups: dict[str, list[Endpoint]] = {}
+        for shard_name, backends in _groups(config):
+            members = groups.setdefault(shard_name, [])
+            for backend in backends:
+                endpoint = known.get(backend.address)
+                if endpoint is None or endpoint.weight != backend.weight:
+                    endpoint = endpoints.get(backend.address) or Endpoint(
+                        backend.address, backend.weight
+                    )
+                endpoints[backend.address] = endpoint
+                members.append(endpoint)
+        self._addresses: dict[str, Address] = {a: split_address(a) for a in endpoints}
+
+        router: Router | None = None
+        picker: Picker | None = None
+        if config.sharded:
+            settings = RoutingSettings(
+                shard_regexp=config.shard_regexp, hashing=config.hashing, policy=config.policy
+            )
+            reuse = (
+                old is not None and old.router is not None and old.config.policy == config.policy
+            )
+            previous_table = old.router.table if reuse and old and old.router else None
+            if previous_table is not None and previous_table.hashing != config.hashing:
+                previous_table = None
+            table = RoutingTable.build(groups, settings=settings, previous=previous_table)
+            if reuse and old is not None and old.router is not None:
+                router = old.router
+                router.swap(table)
+            else:
+                router = Router(table, policy=config.policy, rng=rng)
+            self._endpoints: tuple[Endpoint, ...] = ()
+        else:
+            self._endpoints = tuple(groups.get("", ()))
+            if old is not None and old.picker is not None and old.config.policy == config.policy:
+                picker = old.picker
+            else:
+                picker = make_picker(config.policy, rng, BalancingSettings(policy=config.policy))
+
+        health = config.health
+        if old is not None and old.active is not None and health == old.config.health:
+            active: ActiveHealth | None = old.active
+        else:
+            active = ActiveHealth(health) if health is not None else None
+        if active is not None:
+            active.sync(endpoints, now)
+        if old is not None and old.outlier.settings == config.outlier:
+            outlier = old.outlier
+        else:
+            outlier = OutlierDetector(config.outlier)
+        outlier.sync(endpoints)
+        if old is not None and old.config.retry == config.retry:
+            budget = old.budget
+        else:
+            budget = RetryBudget(config.retry)
+        if old is not None and old.config.pending == config.pending:
+            admission = old.admission
+        else:
+            admission = _Admission(PendingLimiter(config.pending))
+
+        stats: dict[str, dict[str, EndpointStats]] = {}
+        old_stats = old.stats if old is not None else {}
+        for shard_name, members in groups.items():
+            by_address = old_stats.get(shard_name, {})
+            stats[shard_name] = {
+                e.address: by_address.get(e.address) or EndpointStats() for e in members
+            }
+        old_latency = old.latency if old is not None else {}
+        latency = {name: old_latency.get(name) or Histogram() for name in groups}
+        latency.setdefault("", old_latency.get("") or Histogram())
+        self._shared = _Shared(
+            config,
+            active,
+            outlier,
+            budget,
+            admission,
+            router,
+            picker,
+            endpoints,
+            stats,
+            latency,
+            old.counters if old is not None else [0, 0],
+        )
+        self._refresh()
+
+        key = config.hash_key
+        self._hash_source = key.source if config.policy == "hash" and not config.sharded else ""
+        self._key_name = key.name.lower().encode("latin-1")
+        self._key_pattern = re.compile(key.regexp) if key.regexp is not None else None
+        if previous is not None:
+            previous.successor = self
+
+    # --- views for the runtime and /metrics ---
+
+    @property
+    def addresses(self) -> Iterable[Address]:
+        return self._addresses.values()
+
+    @property
+    def active(self) -> ActiveHealth | None:
+        return self._shared.active
+
+    @property
+    def router(self) -> Router | None:
+        return self._shared.router
+
+    @property
+    def excluded(self) -> frozenset[str]:
+        return self._shared.excluded
+
+    @property
+    def retries(self) -> int:
+        """Retries granted (requests sent again to another endpoint)."""
+        return self._shared.counters[0]
+
+    @property
+    def unavailable(self) -> int:
+        """Requests that found no endpoint (every one excluded, full, or none configured)."""
+        return self._shared.counters[1]
+
+    @property
+    def stats(self) -> Mapping[str, Mapping[str, EndpointStats]]:
+        return self._shared.stats
+
+    @property
+    def latency(self) -> Mapping[str, Histogram]:
+        return self._shared.latency
+
+    @property
+    def queued(self) -> int:
+        """Requests waiting for an endpoint slot (pending limits)."""
+        return len(self._shared.admission.waiters)
+
+    def endpoints(self) -> Iterable[Endpoint]:
+        return self._shared.endpoints.values()
+
+    def latest(self) -> RouteState:
+        route = self
+        while route.successor is not None:
+            route = route.successor
+        return route
+
+    # --- health ---
+
+    def _refresh(self) -> None:
+        shared = self._shared
+        out = set(shared.outlier.ejected())
+        if shared.active is not None:
+            out |= shared.endpoints.keys() - shared.active.healthy()
+        shared.excluded = frozenset(out)
+
+    def check_result(self, transition: Transition | None, address: str, passed: bool) -> None:
+        """An active check of ``address`` ended (the runtime recorded it in :attr:`active`)."""
+        shared = self._shared
+        if transition is not None:
+            log.info(
+                "route %s: %s is %s (%s)",
+                self.name,
+                transition.address,
+                transition.state,
+                transition.reason,
+            )
+        if passed and address in shared.outlier.ejected():
+            self._outlier_events(shared.outlier.readmit(address, self._hooks.time()))
+        if transition is not None:
+            self._refresh()
+
+    def _outlier_events(self, events: list[OutlierEvent]) -> None:
+        shared = self._shared
+        for event in events:
+            if isinstance(event, Ejected):
+                log.warning(
+                    "route %s: ejected %s until +%.1fs (%s)",
+                    self.name,
+                    event.address,
+                    event.until - event.at,
+                    event.reason,
+                )
+                for by_address in shared.stats.values():
+                    stats = by_address.get(event.address)
+                    if stats is not None:
+                        stats.ejections += 1
+                self._hooks.call_at(event.until, self._tick)
+            elif isinstance(event, Readmitted):
+                log.info("route %s: readmitted %s (%s)", self.name, event.address, event.reason)
+            else:
+                log.warning("route %s: not ejecting %s: %s", self.name, event.address, event.reason)
+        if events:
+            self._refresh()
+
+    def _tick(self) -> None:
+        self._outlier_events(self._shared.outlier.tick(self._hooks.time()))
+
+    # --- the request path ---
+
+    def begin(self, request: Request, peer: str) -> RequestPick | None:
+        shared = self._shared
+        pick = RequestPick(self, request, peer, self._hooks.time())
+        if not self._choose(pick, shared.excluded):
+            shared.counters[1] += 1
+            return None
+        shared.budget.request_started()
+        return pick
+
+    def _choose(self, pick: RequestPick, exclude: frozenset[str]) -> bool:
+        """Point ``pick`` at an endpoint outside ``exclude`` and admit it; False if none is left."""
+        shared = self._shared
+        admission = shared.admission
+        request = pick.request
+        for _ in range(len(shared.endpoints) + 1):
+            if shared.router is not None:
+                routed = shared.router.route(_path(request.target), exclude)
+                endpoint = routed.endpoint
+                shard = routed.shard
+            else:
+                assert shared.picker is not None
+                key = self._key(request, pick.peer) if self._hash_source else None
+                endpoint = shared.picker.pick(self._endpoints, key, exclude)
+                shard = ""
+            if endpoint is None:
+                return False
+            address = endpoint.address
+            ticket = next(_TICKETS)
+            decision = admission.limiter.admit(address, ticket)
+            if decision is Admission.REJECT:
+                exclude = exclude | {address}
+                continue
+            pick.chooser = self
+            pick.endpoint = endpoint
+            pick.shard = shard
+            pick.address = self._addresses[address]
+            pick.stats = shared.stats[shard][address]
+            pick.limiter = admission
+            pick.ticket = ticket
+            pick.open = True
+            if decision is Admission.QUEUE:
+                pick.queued = True
+                admission.waiters[ticket] = pick
+            else:
+                pick.queued = False
+                endpoint.in_flight += 1
+            return True
+        return False
+
+    def _key(self, request: Request, peer: str) -> bytes | str | None:
+        source = self._hash_source
+        if source == "client-address":
+            return peer
+        if source == "path":
+            path = _path(request.target)
+            return path if self._key_pattern is None else shard_key(self._key_pattern, path)
+        name = self._key_name if source == "header" else b"cookie"
+        for field, value in request.headers:
+            if len(field) == len(name) and field.lower() == name:
+                if source == "header":
+                    return value
+                found = _cookie(value, self._key_name)
+                if found is not None:
+                    return found
+        return None
+
+    def _close(self, pick: RequestPick, outcome: Outcome | None, now: float) -> None:
+        """End the current attempt of ``pick``: free its slot, feed the outcome to ejection."""
+        if not pick.open:
+            return
+        pick.open = False
+        endpoint = pick.endpoint
+        admission = pick.limiter
+        assert endpoint is not None
+        assert admission is not None
+        address = endpoint.address
+        if pick.queued:
+            pick.queued = False
+            admission.waiters.pop(pick.ticket, None)
+            admission.limiter.cancel(address, pick.ticket)
+            return
+        endpoint.in_flight -= 1
+        ticket = admission.limiter.finish(address)
+        if ticket is not None:
+            waiter = admission.waiters.pop(ticket, None)
+            if waiter is not None and waiter.queued:
+                waiter.queued = False
+                assert waiter.endpoint is not None
+                waiter.endpoint.in_flight += 1
+                ready = waiter.on_ready
+                if ready is not None:
+                    self._hooks.call_soon(ready)
+        if outcome is not None:
+            chooser = pick.chooser
+            events = chooser._shared.outlier.record(address, outcome, now)
+            if events:
+                chooser._outlier_events(events)
+
+    def _retry(
+        self, pick: RequestPick, failure: Failure, status: int | None, replayable: bool
+    ) -> bool:
+        """Whether ``pick`` may go again after ``failure``; if so it points elsewhere."""
+        budget = pick.route._shared.budget
+        if pick.retrying:
+            budget.retry_finished()
+            pick.retrying = False
+        decision = budget.decide(
+            pick.request.method.decode("latin-1"),
+            failure,
+            pick.tries,
+            body_replayable=replayable,
+            status=status,
+        )
+        if not decision.retry:
+            return False
+        return self._retry_granted(pick)
+
+    def _retry_granted(self, pick: RequestPick) -> bool:
+        budget = pick.route._shared.budget
+        pick.retrying = True
+        pick.tries += 1
+        assert pick.endpoint is not None
+        pick.tried = pick.tried | {pick.endpoint.address}
+        current = self.latest()
+        if not current._choose(pick, current._shared.excluded | pick.tried):
+            budget.retry_finished()
+            pick.retrying = False
+            return False
+        pick.route._shared.counters[0] += 1
+        return True
+
+    def failed(self, pick: RequestPick, failure: Failure, replayable: bool) -> bool:
+        stats = pick.stats
+        if stats is not None:
+            if failure is Failure.CONNECT:
+                stats.connect_errors += 1
+            else:
+                stats.resets += 1
+        outcome = Outcome.CONNECT_ERROR if failure is Failure.CONNECT else Outcome.SERVER_ERROR
+        self._close(pick, outcome, self._hooks.time())
+        return self._retry(pick, failure, None, replayable)
+
+    def response(self, pick: RequestPick, status: int) -> bool:
+        if status not in self.config.retry.retry_statuses:
+            return False
+        budget = self._shared.budget
+        if pick.retrying:
+            budget.retry_finished()
+            pick.retrying = False
+        decision = budget.decide(
+            pick.request.method.decode("latin-1"), Failure.STATUS, pick.tries, status=status
+        )
+        if not decision.retry:
+            return False
+        stats = pick.stats
+        if stats is not None:
+            stats.responses[5] += 1
+        self._close(pick, Outcome.SERVER_ERROR, self._hooks.time())
+        return self._retry_granted(pick)
+
+    def end(self, pick: RequestPick, status: int) -> None:
+        now = self._hooks.time()
+        if status == 0:
+            outcome: Outcome | None = None
+        elif status >= 500:
+            outcome = Outcome.SERVER_ERROR
+        else:
+            outcome = Outcome.SUCCESS
+        self._close(pick, outcome, now)
+        shared = self._shared
+        shared.budget.request_finished()
+        if pick.retrying:
+            pick.retrying = False
+            shared.budget.retry_finished()
+        stats = pick.stats
+        if stats is not None:
+            stats.responses[status // 100 if 100 <= status < 600 else 0] += 1
+        duration = now - pick.started
+        histogram = shared.latency.get(pick.shard)
+        if histogram is not None:
+            histogram.observe(duration)
+        if status >= 500 and shared.router is not None:
+            shared.router.count_failure(pick.shard)
+        self._hooks.request_done(pick, status, duration)
+
+
+def _groups(config: RouteConfig) -> Iterable[tuple[str, Iterable[BackendConfig]]]:
+    if config.sharded:
+        for shard in config.shards:
+            yield shard.name, shard.backends
+    else:
+        yield "", config.backends
+
+
+def _path(target: bytes) -> str:
+    """The path of a request target, without the query (origin or absolute form)."""
+    if target[:1] != b"/":
+        scheme = target.find(b"://")
+        if scheme >= 0:
+            slash = target.find(b"/", scheme + 3)
+            target = target[slash:] if slash >= 0 else b"/"
+    query = target.find(b"?")
+    if query >= 0:
+        target = target[:query]
+    return target.decode("latin-1")
+
+
+def _cookie(header: bytes, name: bytes) -> bytes | None:
+    for part in header.split(b";"):
+        key, sep, value = part.strip().partition(b"=")
+        if sep and key.lower() == name:
+            return value
+    return None
+
+
+class ListenerDispatcher(Dispatcher):
+    """The driver's dispatcher for one listener: longest-prefix route, then its state."""
+
+    __slots__ = ("routes",)
+
+    def __init__(self, routes: Iterable[RouteState] = ()) -> None:
+        self.routes: tuple[RouteState, ...] = ()
+        self.install(routes)
+
+    def install(self, routes: Iterable[RouteState]) -> None:
+        """Route every later request by ``routes`` (one assignment: atomic for the loop)."""
+        self.routes = tuple(sorted(routes, key=lambda r: len(r.prefix), reverse=True))
+
+    def begin(self, request: Request, peer: str) -> Pick | None:
+        target = request.target
+        for route in self.routes:
+            if target.startswith(route.prefix) or (
+                target[:1] != b"/" and _path(target).encode("latin-1").startswith(route.prefix)
+            ):
+                return route.begin(request, peer)
+        return None
+
+    def failed(self, pick: Pick, failure: Failure, replayable: bool) -> bool:
+        picked = cast(RequestPick, pick)
+        return picked.route.failed(picked, failure, replayable)
+
+    def response(self, pick: Pick, status: int) -> bool:
+        picked = cast(RequestPick, pick)
+        return picked.route.response(picked, status)
+
+    def end(self, pick: Pick, status: int) -> None:
+        picked = cast(RequestPick, pick)
+        picked.route.end(picked, status)

@@ -167,3 +167,42 @@ def auth_command(config: str | None, loop: str, verbose: bool, **flags: Any) -> 
         raise click.ClickException(str(error)) from None
     except ValueError as error:
         raise click.UsageError(str(error)) from None
+
+
+@sidecar_group.command("config-sync")
+@click.option("--config", type=click.Path(dir_okay=False), help="YAML settings (flags override).")
+@click.option("--configmap", metavar="NAME", help="The ConfigMap to keep as files.")
+@click.option("--namespace", "-n", help="Its namespace.  [default: the kubeconfig context's]")
+@click.option("--dir", type=click.Path(file_okay=False), help="The shared directory for the files.")
+@click.option(
+    "--kubeconfig",
+    type=click.Path(dir_okay=False),
+    help="Credentials for the API.  [default: $KUBECONFIG, ~/.shoal/kubeconfig, ~/.kube/config]",
+)
+@click.option("--signal", metavar="NAME", help="Signal the app on change (HUP, USR1...).")
+@click.option("--pid-file", type=click.Path(dir_okay=False), help="File with the app's process id.")
+@click.option("--notify-url", metavar="URL", help="POST a JSON note to the app on change.")
+@click.option(
+    "--notify-initial/--no-notify-initial",
+    default=None,
+    help="Also tell the app after the first write.  [default: no]",
+)
+@click.option("-v", "--verbose", is_flag=True, help="Log every write.")
+def config_sync_command(config: str | None, verbose: bool, **flags: Any) -> None:
+    """Keep ConfigMap --configmap's data as files in --dir; tell the app when it changes.
+
+    The files are swapped in atomically as the kubelet does (a `..data` symlink to a hidden
+    timestamped directory, one visible symlink per key), so the app never reads half an update.
+    After a change the app gets --signal (sent to the pid in --pid-file) or a POST to
+    --notify-url. Credentials come from a kubeconfig: in shoal's one-machine cluster the node
+    sets KUBECONFIG for every container; elsewhere pass --kubeconfig.
+    """
+    from shoal.components.sidecars._serve import run
+    from shoal.components.sidecars.configsync import ConfigSyncConfig, run_config_sync
+
+    _logging(verbose)
+    settings = load_settings(ConfigSyncConfig, config, flags).settings()
+    try:
+        run(lambda: run_config_sync(settings))
+    except ShoalError as error:
+        raise click.ClickException(str(error)) from None

@@ -117,3 +117,45 @@ def test_config_errors_are_located(tmp_path: Path) -> None:
     )
     assert result.exit_code == 1
     assert "no.crt: no such file" in result.output
+
+
+async def test_config_sync_process(tmp_path: Path) -> None:
+    from shoal.client import HTTPClient, ResourceRef
+    from shoal.testing import api_server
+
+    async with api_server() as server:
+        async with HTTPClient.from_kubeconfig(server.kubeconfig) as client:
+            await client.create(
+                ResourceRef("v1", "ConfigMap", "default"),
+                {
+                    "apiVersion": "v1",
+                    "kind": "ConfigMap",
+                    "metadata": {"name": "app"},
+                    "data": {"greeting": "hello"},
+                },
+            )
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "shoal",
+            "sidecar",
+            "config-sync",
+            "--configmap",
+            "app",
+            "--dir",
+            str(tmp_path / "cfg"),
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            env={**os.environ, "KUBECONFIG": str(server.kubeconfig)},
+        )
+        try:
+            target = tmp_path / "cfg" / "greeting"
+            deadline = asyncio.get_running_loop().time() + WAIT
+            while not target.exists():
+                assert asyncio.get_running_loop().time() < deadline, "no file written"
+                assert process.returncode is None
+                await asyncio.sleep(0.05)
+            assert target.read_text() == "hello"
+        finally:
+            code = await stop(process)
+    assert code == 0

@@ -7,6 +7,7 @@ import click
 from shoal import __version__
 from shoal.cli.adapter import adapter_group
 from shoal.cli.ambassador import ambassador_group
+from shoal.cli.load import load_command
 from shoal.cli.logs import logs_command
 from shoal.cli.manifests import render_command, validate_command
 from shoal.cli.node import node_command
@@ -47,5 +48,6 @@ main.add_command(wait_command)
 main.add_command(sidecar_group)
 main.add_command(adapter_group)
 main.add_command(ambassador_group)
+main.add_command(load_command)
 main.add_command(node_command)
 main.add_command(logs_command)

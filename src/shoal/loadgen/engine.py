@@ -242,8 +242,11 @@ class Engine:
         """Stop sending: close every connection; requests in flight or waiting are not counted."""
         if self.stopped:
             return
+        if not self.finished:
+            self.stats.stopped = True
         self.stopped = True
         self.backlog.clear()
         for slot in [*self.idle, *self.busy]:
             self._close(slot)
-        self.stats.end = now
+        if self.stats.end is None:
+            self.stats.end = now

@@ -83,7 +83,7 @@ def evaluate_thresholds(thresholds: Iterable[Threshold], stats: RunStats) -> lis
 
 
 def _elapsed(plan: LoadPlan, stats: RunStats) -> float:
-    if stats.end is not None and stats.end - stats.start < plan.duration:
+    if stats.stopped and stats.end is not None and stats.end - stats.start < plan.duration:
         return max(stats.end - stats.start, 1e-9)
     return plan.duration
 

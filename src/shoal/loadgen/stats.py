@@ -112,6 +112,8 @@ class RunStats:
         self.scheduled = 0
         self.end: float | None = None
         """When the last request completed (or the run was stopped)."""
+        self.stopped = False
+        """The run was stopped before its schedule ended."""
 
     def _window(self, at: float) -> Window:
         index = int((at - self.start) / self.window)
@@ -128,7 +130,7 @@ class RunStats:
             self.late += 1
 
     def record_response(self, path: int, intended: float, now: float, status: int) -> None:
-        micros = int((now - intended) * 1_000_000)
+        micros = round((now - intended) * 1_000_000)
         error = not 200 <= status < 400
         self.requests += 1
         self.statuses[status] = self.statuses.get(status, 0) + 1
@@ -185,6 +187,7 @@ class RunStats:
         self.late += other.late
         self.sent += other.sent
         self.scheduled += other.scheduled
+        self.stopped = self.stopped or other.stopped
         if other.end is not None:
             self.end = other.end if self.end is None else max(self.end, other.end)
 
@@ -214,12 +217,14 @@ class RunStats:
             "late": self.late,
             "sent": self.sent,
             "scheduled": self.scheduled,
+            "stopped": self.stopped,
         }
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> RunStats:
         stats = cls(len(data["paths"]), float(data["start"]), window=float(data["window"]))
         stats.end = None if data.get("end") is None else float(data["end"])
+        stats.stopped = bool(data.get("stopped", False))
         stats.latency = Histogram.from_dict(data["latency"])
         stats.paths = [PathStats.from_dict(p) for p in data["paths"]]
         stats.windows = [Window.from_dict(w) for w in data["windows"]]

@@ -1,0 +1,105 @@
+"""The generator against a real server on loopback (no timing asserts: counts and kinds only;
+rate accuracy is tested under a fake clock in test_engine.py)."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+
+import pytest
+from loadgen_server import serving
+
+from shoal.loadgen import (
+    ArrivalSchedule,
+    LoadPlan,
+    LoadSettings,
+    RequestSpec,
+    parse_target,
+    run_load,
+    run_workers,
+    summarize,
+)
+
+SETTINGS = LoadSettings(connections=16, drop_after=30.0, timeout=30.0)
+
+
+def make_plan(
+    base: str, *requests: RequestSpec, rate: float = 200, duration: float = 1
+) -> LoadPlan:
+    target, _ = parse_target(base)
+    return LoadPlan(target, requests, ArrivalSchedule.constant(rate, duration), SETTINGS)
+
+
+@pytest.mark.parametrize("parser", ["pure", "httptools"])
+async def test_every_scheduled_request_is_sent_and_answered(parser: str) -> None:
+    async with serving() as http_server:
+        plan = make_plan(http_server, RequestSpec("/ok"), RequestSpec("/echo", "POST", body=b"x"))
+        stats = await run_load(plan, parser=parser)
+        assert stats.scheduled == stats.requests == 200
+        assert stats.errors == 0
+        assert stats.dropped == 0
+        assert stats.statuses == {200: 200}
+        assert [p.requests for p in stats.paths] == [100, 100]
+        summary = summarize(plan, stats)
+        assert summary["achievedRatio"] == 1
+        # Loose sanity only (a loaded 2-core machine): latencies are positive and below the timeout.
+        assert 0 < summary["latency"]["p50"] <= summary["latency"]["p99"] < 30_000
+
+
+async def test_errors_closes_and_head_requests() -> None:
+    async with serving() as http_server:
+        plan = make_plan(
+            http_server,
+            RequestSpec("/fail"),
+            RequestSpec("/close"),
+            RequestSpec("/ok", "HEAD"),
+            rate=150,
+        )
+        stats = await run_load(plan)  # HEAD: the pure parser is chosen
+        assert stats.requests == 150
+        assert stats.statuses == {500: 50, 200: 100}
+        assert stats.errors == 50
+        assert [p.errors for p in stats.paths] == [50, 0, 0]
+
+
+async def test_a_refused_port_fails_every_request() -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    plan = make_plan(f"http://127.0.0.1:{port}", RequestSpec("/"), rate=50)
+    stats = await run_load(plan)
+    assert stats.requests == stats.errors == 50
+    assert stats.failures == {"connect": 50}
+
+
+async def test_stop_ends_the_run_early() -> None:
+    async with serving() as http_server:
+        plan = make_plan(http_server, RequestSpec("/ok"), rate=100, duration=60)
+        stop = asyncio.Event()
+        progress: list[int] = []
+
+        def on_progress(stats: object, now: float) -> None:
+            progress.append(1)
+            stop.set()
+
+        stats = await run_load(
+            LoadPlan(
+                plan.target, plan.requests, plan.schedule, LoadSettings(progress_interval=0.2)
+            ),
+            stop=stop,
+            on_progress=on_progress,
+        )
+        assert progress
+        assert stats.stopped
+        assert stats.requests < 6000
+
+
+async def test_worker_processes_merge_into_one_result() -> None:
+    async with serving() as http_server:
+        plan = make_plan(http_server, RequestSpec("/ok"), RequestSpec("/slow"), rate=100)
+        stats = await run_workers(plan, 2)
+        assert stats.requests == stats.scheduled == 100
+        assert [p.requests for p in stats.paths] == [50, 50]
+        assert stats.errors == 0
+        # The slow path's latency includes its 50 ms.
+        assert (stats.paths[1].latency.percentile(50) or 0) >= 50_000

@@ -5,6 +5,7 @@ Every test starts a real server (TLS, token) on a free port and talks to it with
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import aiohttp
@@ -395,3 +396,26 @@ async def test_discovery_and_openapi() -> None:
         assert "fieldValidation" in [p["name"] for p in patch["parameters"]]
         async with http.get("/openapi/v3/apis/nothing/v1") as response:
             assert response.status == 404
+
+
+async def test_concurrent_patches_are_retried_and_a_patched_stale_version_is_409() -> None:
+    """Patches without a resourceVersion of their own retry on a concurrent write (as Kubernetes
+    does); one that names a stale resourceVersion is a 409."""
+    merge = {"Content-Type": "application/merge-patch+json"}
+    async with api_server() as server, server.session() as session:
+        async with session.post(server.url + CM, json=configmap("c")) as r:
+            assert r.status == 201
+            first = (await r.json())["metadata"]["resourceVersion"]
+
+        async def patch(n: int) -> int:
+            async with session.patch(
+                f"{server.url}{CM}/c", json={"data": {f"k{n}": "v"}}, headers=merge
+            ) as response:
+                return response.status
+
+        assert await asyncio.gather(*(patch(n) for n in range(8))) == [200] * 8
+        async with session.get(f"{server.url}{CM}/c") as r:
+            assert len((await r.json())["data"]) == 8
+        stale = {"metadata": {"resourceVersion": first}, "data": {"late": "v"}}
+        async with session.patch(f"{server.url}{CM}/c", json=stale, headers=merge) as r:
+            assert r.status == 409

@@ -165,3 +165,26 @@ async def test_create_service_label_annotate_expose(kubectl: Kubectl) -> None:
     exposed = await kubectl.json("get", "service", "web")
     assert exposed["spec"]["selector"] == {"app": "web"}
     assert exposed["spec"]["ports"][0]["port"] == 8080
+
+
+async def test_scale(kubectl: Kubectl) -> None:
+    await kubectl("create", "deployment", "web", "--image=nginx", "--replicas=1")
+    assert (await kubectl("scale", "deployment", "web", "--replicas=3")).strip() == (
+        "deployment.apps/web scaled"
+    )
+    web = await kubectl.json("get", "deployment", "web")
+    assert web["spec"]["replicas"] == 3
+    assert web["metadata"]["generation"] == 2
+    # --current-replicas is a precondition kubectl checks against the Scale it reads.
+    code, _, err = await kubectl.run(
+        "scale", "deployment", "web", "--replicas=5", "--current-replicas=2", ok=False
+    )
+    assert code == 1
+    assert "Expected replicas to be 2, was 3" in err
+    await kubectl("scale", "deployment", "web", "--replicas=0", "--current-replicas=3")
+    assert (await kubectl.json("get", "deployment", "web"))["spec"]["replicas"] == 0
+    scale = json.loads(
+        await kubectl("get", "--raw", "/apis/apps/v1/namespaces/default/deployments/web/scale")
+    )
+    assert scale["kind"] == "Scale"
+    assert scale["status"]["selector"] == "app=web"

@@ -22,7 +22,7 @@ from typing import Any, cast
 import yaml
 from aiohttp import web
 
-from shoal.apiserver import openapi, patching, protobuf
+from shoal.apiserver import openapi, patching, protobuf, scaling
 from shoal.apiserver.paths import Discovery, ObjectPath, parse_path
 from shoal.apiserver.resources import Resource
 from shoal.apiserver.security import tokens_equal
@@ -214,14 +214,18 @@ async def _resource_request(
         raise APIError("NotFound", NOT_FOUND)
     if target.namespace is not None and not resource.namespaced:
         raise APIError("NotFound", NOT_FOUND)
-    if target.subresource not in (None, "status") or (
-        target.subresource == "status" and not resource.status_subresource
+    if (
+        target.subresource not in (None, "status", "scale")
+        or (target.subresource == "status" and not resource.status_subresource)
+        or (target.subresource == "scale" and resource.scale is None)
     ):
         raise APIError("NotFound", NOT_FOUND)
     if resource.namespaced and target.name is not None and target.namespace is None:
         raise APIError("NotFound", NOT_FOUND)
     method = request.method
     query = request.query
+    if target.subresource == "scale" and target.name is not None:
+        return await _scale(request, service, resource, target)
     if target.name is None:
         if method in ("GET", "HEAD"):
             if query.get("watch") in ("1", "true"):
@@ -681,6 +685,61 @@ async def _patch(
         subresource=target.subresource,
     )
     return _write_response(request, resource, result, 200)
+
+
+async def _scale(
+    request: web.Request, service: ObjectService, resource: Resource, target: ObjectPath
+) -> web.Response:
+    """``/scale``: the object's replica count as an ``autoscaling/v1`` ``Scale``; writes (PUT,
+    or a patch of the ``Scale``) change the object's replicas (``kubectl scale``)."""
+    assert target.name is not None
+    method = request.method
+    if method in ("GET", "HEAD"):
+        obj = await service.get(resource, target.namespace, target.name)
+        return _json_response(scaling.scale_of(resource, obj))
+    change: Callable[[Body], Body]
+    if method == "PUT":
+        body = await _body(request)
+
+        def change(current: Body) -> Body:
+            return scaling.with_replicas(resource, current, body)
+
+    elif method == "PATCH":
+        raw = await request.read()
+        media = request.content_type
+        if media == STRATEGIC_PATCH:
+            media = MERGE_PATCH  # a Scale has no lists: a strategic merge is a merge patch
+        if media not in (MERGE_PATCH, JSON_PATCH):
+            raise APIError(
+                "UnsupportedMediaType",
+                f'the body of the request was in an unknown format "{request.content_type}" - '
+                f"accepted media types include: {JSON_PATCH}, {MERGE_PATCH}, {STRATEGIC_PATCH}",
+            )
+        _force(request, apply=False)
+        try:
+            document = patching.decode_patch(media, raw)
+        except patching.PatchError as error:
+            raise error.to_api_error() from None
+
+        def change(current: Body) -> Body:
+            view = scaling.scale_of(resource, current)
+            try:
+                patched = patching.patch_object(view, media, document)
+            except patching.PatchError as error:
+                raise error.to_api_error() from None
+            return scaling.with_replicas(resource, current, patched)
+
+    else:
+        raise APIError(
+            "MethodNotAllowed", "the server does not allow this method on the requested resource"
+        )
+    result = await service.patch(
+        resource, target.namespace, target.name, change, _write_options(request)
+    )
+    response = _json_response(scaling.scale_of(resource, result.object))
+    for warning in result.warnings:
+        response.headers.add("Warning", f'299 - "{_quote(warning)}"')
+    return response
 
 
 async def _apply(

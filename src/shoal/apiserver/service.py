@@ -510,7 +510,11 @@ class ObjectService:
                     resource, namespace, name, entry, patched, options, subresource
                 )
             except APIError as error:
-                if error.reason == "Conflict" and given in (None, ""):
+                # The current resourceVersion comes with the object the patch was applied to:
+                # only a patch that sets another one is a precondition. Otherwise a concurrent
+                # write is retried on the new object (where a resourceVersion the patch did set
+                # no longer matches, and the check above answers 409).
+                if error.reason == "Conflict" and given in (None, "", str(entry.revision)):
                     continue
                 raise
         raise conflict(resource, name, OPTIMISTIC_LOCK_MESSAGE)

@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import signal
 import sys
 from typing import Any, TypeVar
 
 import click
 
+from shoal.components.adapters.logs import FORMATS as LOG_FORMATS
+from shoal.components.adapters.logs import LogsConfig, LogsSettings, make_parser, run_logs
 from shoal.components.adapters.metrics import (
     FORMATS,
     MetricsAdapter,
@@ -133,6 +136,78 @@ def metrics_command(
     except ValueError as error:
         raise click.UsageError(str(error)) from None
     asyncio.run(_serve(serve_metrics(settings)))
+
+
+@adapter_group.command("logs")
+@click.option("--config", "config_path", metavar="FILE", help=CONFIG_HELP)
+@click.option("--input", "input_", metavar="FILE|-", help="The log to read [- : standard input].")
+@click.option(
+    "--output", metavar="FILE|-", help="Where JSON lines go (appended) [- : standard output]."
+)
+@click.option(
+    "--format", "format_", type=click.Choice(LOG_FORMATS), help="The lines' format [combined]."
+)
+@click.option(
+    "--regexp", metavar="REGEXP", help="With --format regexp: named groups, e.g. (?P<level>\\w+)."
+)
+@click.option(
+    "--follow/--no-follow",
+    "-F",
+    default=None,
+    help="Keep reading the file as it grows and is rotated, like tail -F.",
+)
+@click.option("--from-end", is_flag=True, default=None, help="Following: skip what is there now.")
+def logs_command(
+    config_path: str | None,
+    input_: str | None,
+    output: str | None,
+    format_: str | None,
+    regexp: str | None,
+    follow: bool | None,
+    from_end: bool | None,
+) -> None:
+    """Turn log lines (common/combined access logs, logfmt, a regexp) into one JSON object per
+    line with normalized fields.
+
+    A line that does not parse is written as {"message": LINE, "parse_error": true}, never
+    dropped. The fields are listed in docs/components/adapter-logs.md.
+    """
+    settings = _load(config_path, LogsConfig).settings() if config_path else LogsSettings()
+    settings = _override(
+        settings,
+        input=input_,
+        output=output,
+        format=format_,
+        regexp=regexp,
+        follow=follow,
+        from_end=from_end,
+    )
+    if settings.follow and settings.input == "-":
+        raise click.UsageError("--follow needs --input FILE (standard input is read to its end)")
+    try:
+        make_parser(settings.format, settings.regexp)
+    except ValueError as error:
+        raise click.UsageError(str(error)) from None
+    try:
+        asyncio.run(_until_signal(run_logs, settings))
+    except FileNotFoundError as error:
+        click.echo(f"error: {error.filename}: no such file (use --follow to wait for it)", err=True)
+        sys.exit(1)
+    except OSError as error:
+        click.echo(f"error: {error.filename or ''}: {error.strerror or error}", err=True)
+        sys.exit(1)
+
+
+async def _until_signal(run: Any, settings: Any) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    try:
+        await run(settings, stop=stop)
+    finally:
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(signum)
 
 
 async def _serve(server: Any) -> None:

@@ -7,6 +7,14 @@ parsing and deciding are pure functions and classes; each adapter has one small 
 """
 
 from shoal.components.adapters.exposition import CONTENT_TYPE, Exposition, MetricFamily, Sample
+from shoal.components.adapters.logs import (
+    Follower,
+    LogsConfig,
+    LogsSettings,
+    make_parser,
+    normalize,
+    run_logs,
+)
 from shoal.components.adapters.metrics import (
     MetricsAdapter,
     MetricsConfig,
@@ -18,11 +26,17 @@ from shoal.components.adapters.metrics import (
 __all__ = [
     "CONTENT_TYPE",
     "Exposition",
+    "Follower",
+    "LogsConfig",
+    "LogsSettings",
     "MetricFamily",
     "MetricsAdapter",
     "MetricsConfig",
     "MetricsSettings",
     "Sample",
+    "make_parser",
     "metrics_app",
+    "normalize",
+    "run_logs",
     "serve_metrics",
 ]

@@ -101,7 +101,7 @@ def _int(text: bytes) -> bool:
 class RequestParser:
     """Client bytes in, :class:`Request` and :class:`BadRequest` out; see the module docstring."""
 
-    __slots__ = ("_buf", "_dead", "_skip", "max_line_bytes", "max_value_bytes")
+    __slots__ = ("_buf", "_dead", "_skip", "_skip_line", "max_line_bytes", "max_value_bytes")
 
     def __init__(
         self, *, max_value_bytes: int = MAX_VALUE_BYTES, max_line_bytes: int = MAX_LINE_BYTES
@@ -112,6 +112,8 @@ class RequestParser:
         self._dead = False
         self._skip = 0
         """Bytes of an oversized data block still to be thrown away."""
+        self._skip_line = False
+        """After a bad data chunk: throw away the rest of the line it is on."""
 
     @property
     def buffered(self) -> int:
@@ -129,6 +131,14 @@ class RequestParser:
                 take = min(self._skip, end - pos)
                 self._skip -= take
                 pos += take
+                continue
+            if self._skip_line:
+                nl = buf.find(b"\n", pos)
+                if nl < 0:
+                    pos = end
+                    break
+                self._skip_line = False
+                pos = nl + 1
                 continue
             eol = buf.find(b"\n", pos, pos + self.max_line_bytes + 1)
             if eol < 0:
@@ -230,11 +240,8 @@ class RequestParser:
         if buf[stop : stop + 2] != _CRLF:
             out.append(BadRequest(b"CLIENT_ERROR bad data chunk\r\n"))
             # Resynchronise after the next line end, as memcached does.
-            nxt = buf.find(b"\n", stop)
-            if nxt < 0:
-                self._skip = 0
-                return len(buf)
-            return nxt + 1
+            self._skip_line = True
+            return stop
         out.append(Request(command, [words[1]], buf[pos : stop + 2], not noreply))
         return stop + 2
 

@@ -1,0 +1,163 @@
+"""RESP2 core: request parsing as transcripts and properties, reply scanning, encoders."""
+
+from __future__ import annotations
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from shoal.components.ambassadors import resp
+from shoal.components.ambassadors.resp import BadRequest, Command, RequestParser
+
+
+def feed_all(parser: RequestParser, chunks: list[bytes]) -> list[Command | BadRequest]:
+    out: list[Command | BadRequest] = []
+    for chunk in chunks:
+        out.extend(parser.feed(chunk))
+    return out
+
+
+def test_multibulk_commands_keep_their_bytes() -> None:
+    raw = b"*2\r\n$3\r\nGET\r\n$3\r\nfoo\r\n*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$0\r\n\r\n"
+    events = RequestParser().feed(raw)
+    assert events == [
+        Command([b"GET", b"foo"], raw[:22]),
+        Command([b"SET", b"k", b""], raw[22:]),
+    ]
+
+
+def test_inline_commands_are_reencoded() -> None:
+    events = RequestParser().feed(b"PING\r\nget  foo\n\r\n")
+    assert events == [
+        Command([b"PING"], b"*1\r\n$4\r\nPING\r\n"),
+        Command([b"get", b"foo"], b"*2\r\n$3\r\nget\r\n$3\r\nfoo\r\n"),
+    ]
+
+
+def test_empty_arrays_are_ignored_as_redis_does() -> None:
+    assert RequestParser().feed(b"*0\r\n*-1\r\n*1\r\n$4\r\nPING\r\n") == [
+        Command([b"PING"], b"*1\r\n$4\r\nPING\r\n")
+    ]
+
+
+def test_incomplete_input_waits() -> None:
+    parser = RequestParser()
+    assert parser.feed(b"*2\r\n$3\r\nGET\r\n$3\r\nfo") == []
+    assert parser.buffered > 0
+    assert parser.feed(b"o\r\n") == [Command([b"GET", b"foo"], b"*2\r\n$3\r\nGET\r\n$3\r\nfoo\r\n")]
+    assert parser.buffered == 0
+
+
+def test_malformed_framing_is_a_fatal_protocol_error() -> None:
+    for bad, message in [
+        (b"*x\r\n", b"invalid multibulk length"),
+        (b"*1\r\n+GET\r\n", b"expected '$', got '+'"),
+        (b"*1\r\n$abc\r\n", b"invalid bulk length"),
+        (b"*1\r\n$3\r\nGETX\r\n", b"bulk argument not followed by CRLF"),
+    ]:
+        parser = RequestParser()
+        events = parser.feed(bad)
+        assert events == [BadRequest(b"-ERR Protocol error: " + message + b"\r\n", fatal=True)]
+        assert parser.feed(b"*1\r\n$4\r\nPING\r\n") == []  # the stream is not followed any more
+
+
+def test_header_line_without_end_is_fatal() -> None:
+    parser = RequestParser(max_inline_bytes=16)
+    events = parser.feed(b"*1\r\n$" + b"1" * 40)
+    assert events
+    assert isinstance(events[-1], BadRequest)
+    assert events[-1].fatal
+
+
+def test_oversized_argument_is_skipped_and_the_connection_keeps_working() -> None:
+    parser = RequestParser(max_bulk_bytes=10)
+    big = b"x" * 25
+    stream = (
+        b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$25\r\n" + big + b"\r\n"
+        b"*3\r\n$3\r\nSET\r\n$30\r\n" + b"y" * 30 + b"\r\n$2\r\nab\r\n"
+        b"*1\r\n$4\r\nPING\r\n"
+    )
+    # Byte by byte: the skipping state must survive any chunking.
+    events = feed_all(parser, [stream[i : i + 1] for i in range(len(stream))])
+    assert len(events) == 3
+    assert isinstance(events[0], BadRequest)
+    assert not events[0].fatal
+    assert events[0].reply.startswith(b"-ERR argument 2 of 'SET' is 25 bytes")
+    assert isinstance(events[1], BadRequest)
+    assert b"argument 1 of 'SET' is 30 bytes" in events[1].reply
+    assert events[2] == Command([b"PING"], b"*1\r\n$4\r\nPING\r\n")
+    assert parser.buffered == 0
+
+
+args_strategy = st.lists(st.binary(max_size=40), min_size=1, max_size=6)
+
+
+@given(st.lists(args_strategy, min_size=1, max_size=8), st.data())
+def test_any_chunking_gives_the_same_commands(
+    commands: list[list[bytes]], data: st.DataObject
+) -> None:
+    stream = b"".join(resp.encode_command(args) for args in commands)
+    cuts = sorted(data.draw(st.lists(st.integers(0, len(stream)), max_size=12)))
+    chunks = [stream[a:b] for a, b in zip([0, *cuts], [*cuts, len(stream)], strict=True)]
+    events = feed_all(RequestParser(), chunks)
+    assert events == [Command(args, resp.encode_command(args)) for args in commands]
+
+
+reply_strategy = st.recursive(
+    st.one_of(
+        st.binary(max_size=20).map(resp.encode_bulk),
+        st.just(resp.encode_bulk(None)),
+        st.integers(-(2**63), 2**63 - 1).map(resp.encode_int),
+        st.text("abcXYZ 09", max_size=10).map(lambda t: b"+" + t.encode() + b"\r\n"),
+        st.text("abc ERR", max_size=10).map(resp.encode_error),
+    ),
+    lambda children: st.lists(children, max_size=4).map(resp.encode_array),
+    max_leaves=12,
+)
+
+
+@given(st.lists(reply_strategy, min_size=1, max_size=6), st.integers(0, 200))
+def test_reply_end_finds_each_reply_and_waits_for_partial_ones(
+    replies: list[bytes], cut: int
+) -> None:
+    stream = b"".join(replies)
+    pos = 0
+    for reply in replies:
+        assert resp.reply_end(stream, pos) == pos + len(reply)
+        pos += len(reply)
+    # A strict prefix of the first reply is never taken for a reply.
+    first = replies[0]
+    prefix = first[: min(cut, len(first) - 1)]
+    assert resp.reply_end(prefix, 0) == -1
+
+
+@given(reply_strategy)
+def test_decode_round_trips_the_encoders(reply: bytes) -> None:
+    value = resp.decode(reply)
+
+    def encode(v: resp.RespValue) -> bytes:
+        if isinstance(v, resp.ReplyError):
+            return resp.encode_error(str(v))
+        if isinstance(v, list):
+            return resp.encode_array([encode(i) for i in v])
+        if isinstance(v, int):
+            return resp.encode_int(v)
+        if v is None:
+            return resp.encode_bulk(None)
+        return resp.encode_bulk(v) if reply_kind(reply) != b"+" else b"+" + v + b"\r\n"
+
+    def reply_kind(r: bytes) -> bytes:
+        return r[:1]
+
+    if reply[:1] in (b"$", b":", b"-", b"+"):
+        assert encode(value) == reply
+
+
+def test_array_items_splits_nested_arrays() -> None:
+    inner = resp.encode_array([resp.encode_int(1), resp.encode_bulk(b"x")])
+    raw = resp.encode_array([resp.encode_bulk(b"a"), inner, resp.encode_bulk(None)])
+    assert resp.array_items(raw) == [resp.encode_bulk(b"a"), inner, b"$-1\r\n"]
+    assert resp.array_items(b"-ERR no\r\n") is None
+
+
+def test_errors_cannot_break_the_line() -> None:
+    assert resp.encode_error("a\r\nb") == b"-a  b\r\n"

@@ -36,7 +36,9 @@ async def test_cluster_ips_are_allocated_unique_kept_and_headless_gets_none() ->
 
         # An update that leaves the address out keeps it; one that changes it is refused.
         body = dict(first)
-        body["spec"] = {k: v for k, v in first["spec"].items() if k not in ("clusterIP", "clusterIPs")}
+        body["spec"] = {
+            k: v for k, v in first["spec"].items() if k not in ("clusterIP", "clusterIPs")
+        }
         body["spec"]["ports"] = [{"port": 81}]
         updated = await client.update(SERVICE, body)
         assert updated["spec"]["clusterIP"] == ips[0]

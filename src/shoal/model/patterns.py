@@ -251,6 +251,16 @@ class ShardedServiceSpec(_PodShape):
             )
 
 
+class ShardStatus(ShoalModel):
+    """The pods of one shard, as the pattern controller observed them."""
+
+    name: str
+    """The shard's Deployment (and Service): ``<pattern>-shard-<n>``."""
+    replicas: int | None = None
+    ready_replicas: int | None = None
+    available_replicas: int | None = None
+
+
 class PatternStatus(ShoalModel):
     """What the controller observed of a pattern's pods."""
 
@@ -262,6 +272,8 @@ class PatternStatus(ShoalModel):
     ready_shards: int | None = None
     url: str | None = None
     """Where the service answers (its Service's address)."""
+    shard_statuses: list[ShardStatus] | None = None
+    """Per shard of a ShardedService: its replicas and how many are ready."""
     conditions: list[Condition] | None = None
 
 

@@ -58,6 +58,9 @@ class LogWriter:
                 cut = chunk.rfind(b"\n")
                 if cut >= 0:
                     chunk = chunk[: cut + 1]
+                elif self._size > 0:
+                    self._rotate()  # the line fits better at the start of a fresh file
+                    continue
             self._file.write(chunk)
             self._size += len(chunk)
             data = data[len(chunk) :]

@@ -8,6 +8,7 @@ from shoal import __version__
 from shoal.cli.adapter import adapter_group
 from shoal.cli.ambassador import ambassador_group
 from shoal.cli.load import load_command
+from shoal.cli.loadtest import loadtest_group
 from shoal.cli.logs import logs_command
 from shoal.cli.manifests import render_command, validate_command
 from shoal.cli.node import node_command
@@ -51,3 +52,4 @@ main.add_command(ambassador_group)
 main.add_command(load_command)
 main.add_command(node_command)
 main.add_command(logs_command)
+main.add_command(loadtest_group)

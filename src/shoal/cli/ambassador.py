@@ -17,6 +17,7 @@ from __future__ import annotations
 import click
 
 from shoal.cli.ambassador_sharding import memcached_command, redis_command
+from shoal.cli.ambassador_split import split_command
 
 __all__ = ["ambassador_group"]
 
@@ -25,9 +26,11 @@ __all__ = ["ambassador_group"]
 def ambassador_group() -> None:
     """Ambassadors: the app talks to one local address; the ambassador represents it.
 
-    `redis` and `memcached` shard keys over several servers with consistent hashing.
+    `redis` and `memcached` shard keys over several servers with consistent hashing; `split`
+    sends a weighted share of requests to a canary and can mirror a share to a shadow.
     """
 
 
 ambassador_group.add_command(redis_command)
 ambassador_group.add_command(memcached_command)
+ambassador_group.add_command(split_command)

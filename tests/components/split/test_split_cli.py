@@ -27,3 +27,43 @@ def test_missing_flags_and_located_config_errors(tmp_path: Path) -> None:
     result = runner.invoke(split_command, ["--config", str(config)])
     assert result.exit_code == 1
     assert "expected HOST:PORT, got 'nowhere'" in result.output
+
+
+async def test_split_process() -> None:
+    import asyncio
+    import os
+    import signal
+    import sys
+
+    from sidecar_http import App, request
+
+    async with App("primary") as primary, App("canary") as canary:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "shoal",
+            "ambassador",
+            "split",
+            "--listen",
+            "127.0.0.1:0",
+            "--upstream",
+            primary.address,
+            "--canary",
+            canary.address,
+            "--weight",
+            "100",
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+        try:
+            assert process.stdout is not None
+            line = (await asyncio.wait_for(process.stdout.readline(), 10)).decode()
+            assert line.startswith("listening on "), line
+            host, _, port = line.removeprefix("listening on ").strip().rpartition(":")
+            status, _, body = await request(host, int(port))
+        finally:
+            process.send_signal(signal.SIGTERM)
+            code = await asyncio.wait_for(process.wait(), 10)
+    assert (status, code) == (200, 0)
+    assert b'"app": "canary"' in body

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import shutil
 import socket
 import subprocess
@@ -118,7 +119,21 @@ class MemcachedServer(Server):
 
     def command(self) -> list[str]:
         binary = _binary("memcached", "memcached")
-        return [binary, "-l", "127.0.0.1", "-p", str(self.port), "-U", "0", "-m", "16", "-t", "1"]
+        command = [
+            binary,
+            "-l",
+            "127.0.0.1",
+            "-p",
+            str(self.port),
+            "-U",
+            "0",
+            "-m",
+            "16",
+            "-t",
+            "1",
+        ]
+        # memcached refuses to run as root unless told which user to be.
+        return [*command, "-u", "root"] if os.geteuid() == 0 else command
 
     def answers(self) -> bool:
         try:

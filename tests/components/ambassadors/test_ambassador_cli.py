@@ -1,0 +1,109 @@
+"""``shoal ambassador redis|memcached`` as processes, the YAML form and its located errors."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+from ambassador_servers import Client, RedisServer, free_port
+from click.testing import CliRunner
+
+from shoal.cli import main
+from shoal.components.ambassadors.config import load_config
+from shoal.components.ambassadors.servers import ServerSpec
+from shoal.errors import InvalidObjectsError
+
+
+def test_yaml_form_with_both_server_forms(tmp_path: Path) -> None:
+    path = tmp_path / "amb.yaml"
+    path.write_text(
+        "listen: 127.0.0.1:7000\nhash: rendezvous\nhashTag: '[]'\nservers:\n"
+        "  - 10.0.0.1:6379:2 a\n  - {address: '10.0.0.2:6379', name: b}\n"
+        "autoEjectHosts: true\nserverRetryTimeoutSeconds: 5\nadmin: 127.0.0.1:9121\n"
+    )
+    config = load_config(path, "redis", {"timeout": 9.0})
+    assert config.servers == (
+        ServerSpec("10.0.0.1", 6379, 2, "a"),
+        ServerSpec("10.0.0.2", 6379, 1, "b"),
+    )
+    assert config.listen == "127.0.0.1:7000"
+    assert config.admin == "127.0.0.1:9121"
+    assert (config.settings.algorithm, config.settings.hash_tag) == ("rendezvous", "[]")
+    assert config.settings.health.auto_eject
+    assert config.settings.health.retry_timeout == 5
+    assert config.settings.timeout == 9.0  # a flag wins over the file
+
+
+def test_yaml_errors_name_file_line_and_field(tmp_path: Path) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text(
+        "protocol: memcached\nservers:\n  - 10.0.0.1\n  - {address: 'x:1', wieght: 2}\nhash: jump\n"
+    )
+    with pytest.raises(InvalidObjectsError) as caught:
+        load_config(path, "redis")
+    text = str(caught.value)
+    assert f"{path}:1:11: protocol:" in text
+    assert f"{path}:4:22: servers[1].wieght: unknown field" in text
+    assert f"{path}:5:7: hash:" in text
+    # Values are checked once the structure is right.
+    path.write_text("servers:\n  - 10.0.0.1\n  - {address: 'x:1:0'}\nlisten: nowhere\n")
+    with pytest.raises(InvalidObjectsError) as caught:
+        load_config(path, "redis")
+    text = str(caught.value)
+    assert f"{path}:2:5: servers[0]: Invalid value: expected HOST:PORT" in text
+    assert f"{path}:3:15: servers[1].address: Invalid value: weight must be" in text
+    assert f"{path}:4:9: listen: Invalid value: expected HOST:PORT" in text
+
+
+def test_flags_are_checked() -> None:
+    result = CliRunner().invoke(main, ["ambassador", "redis", "--listen", "127.0.0.1:0"])
+    assert result.exit_code == 2
+    assert "at least one server is needed" in result.output
+    result = CliRunner().invoke(main, ["ambassador", "memcached", "--server", "nohost"])
+    assert result.exit_code == 2
+    assert "expected HOST:PORT" in result.output
+
+
+async def test_the_command_serves_and_exposes_metrics(redis_servers: list[RedisServer]) -> None:
+    admin = free_port()
+    args = [sys.executable, "-m", "shoal", "ambassador", "redis", "--listen", "127.0.0.1:0",
+            "--admin", f"127.0.0.1:{admin}", "--hash", "ring"]  # fmt: skip
+    for server in redis_servers:
+        args += ["--server", server.address]
+    process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        assert process.stdout is not None
+        line = process.stdout.readline().decode()
+        assert line.startswith("listening on 127.0.0.1:"), (
+            process.stderr.read() if process.stderr else line
+        )
+        port = int(line.rsplit(":", 1)[1])
+        assert process.stdout.readline().decode().strip() == f"admin on 127.0.0.1:{admin}"
+        client = await Client.connect(("127.0.0.1", port))
+        assert await client.redis([b"SET", b"a", b"1"], [b"GET", b"a"]) == [b"OK", b"1"]
+        await client.close()
+        with urllib.request.urlopen(f"http://127.0.0.1:{admin}/metrics", timeout=5) as response:
+            body = response.read().decode()
+        assert 'shoal_ambassador_requests_total{protocol="redis"} 2' in body
+        try:
+            from prometheus_client.parser import text_string_to_metric_families
+        except ImportError:
+            pytest.fail("prometheus-client (the dev extra) checks the exposition format")
+        names = {family.name for family in text_string_to_metric_families(body)}
+        assert "shoal_ambassador_server_up" in names
+    finally:
+        process.terminate()
+        deadline = time.monotonic() + 10
+        while process.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if process.poll() is None:
+            process.kill()
+        process.wait()
+        for stream in (process.stdout, process.stderr):
+            if stream is not None:
+                stream.close()
+    assert process.returncode == 0

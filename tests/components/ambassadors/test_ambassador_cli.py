@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import subprocess
 import sys
 import time
@@ -9,11 +10,12 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from ambassador_servers import Client, RedisServer, free_port
+from ambassador_servers import RedisServer, free_port
 from click.testing import CliRunner
 
 from shoal.cli import main
 from shoal.components.ambassadors.config import load_config
+from shoal.components.ambassadors.resp import encode_command
 from shoal.components.ambassadors.servers import ServerSpec
 from shoal.errors import InvalidObjectsError
 
@@ -68,7 +70,7 @@ def test_flags_are_checked() -> None:
     assert "expected HOST:PORT" in result.output
 
 
-async def test_the_command_serves_and_exposes_metrics(redis_servers: list[RedisServer]) -> None:
+def test_the_command_serves_and_exposes_metrics(redis_servers: list[RedisServer]) -> None:
     admin = free_port()
     args = [sys.executable, "-m", "shoal", "ambassador", "redis", "--listen", "127.0.0.1:0",
             "--admin", f"127.0.0.1:{admin}", "--hash", "ring"]  # fmt: skip
@@ -83,9 +85,14 @@ async def test_the_command_serves_and_exposes_metrics(redis_servers: list[RedisS
         )
         port = int(line.rsplit(":", 1)[1])
         assert process.stdout.readline().decode().strip() == f"admin on 127.0.0.1:{admin}"
-        client = await Client.connect(("127.0.0.1", port))
-        assert await client.redis([b"SET", b"a", b"1"], [b"GET", b"a"]) == [b"OK", b"1"]
-        await client.close()
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as conn:
+            conn.sendall(encode_command([b"SET", b"a", b"1"]) + encode_command([b"GET", b"a"]))
+            data = b""
+            while not data.endswith(b"$1\r\n1\r\n"):
+                chunk = conn.recv(1024)
+                assert chunk, data
+                data += chunk
+        assert data == b"+OK\r\n$1\r\n1\r\n"
         with urllib.request.urlopen(f"http://127.0.0.1:{admin}/metrics", timeout=5) as response:
             body = response.read().decode()
         assert 'shoal_ambassador_requests_total{protocol="redis"} 2' in body

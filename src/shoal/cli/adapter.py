@@ -15,6 +15,13 @@ from typing import Any, TypeVar
 
 import click
 
+from shoal.components.adapters.health import (
+    HealthChecker,
+    HealthConfig,
+    HealthSettings,
+    parse_check,
+    serve_health,
+)
 from shoal.components.adapters.logs import FORMATS as LOG_FORMATS
 from shoal.components.adapters.logs import LogsConfig, LogsSettings, make_parser, run_logs
 from shoal.components.adapters.metrics import (
@@ -196,6 +203,74 @@ def logs_command(
     except OSError as error:
         click.echo(f"error: {error.filename or ''}: {error.strerror or error}", err=True)
         sys.exit(1)
+
+
+@adapter_group.command("health")
+@click.option("--config", "config_path", metavar="FILE", help=CONFIG_HELP)
+@click.option("--listen", metavar="HOST:PORT", help="Where /healthz is served [127.0.0.1:8086].")
+@click.option(
+    "--check",
+    "checks",
+    multiple=True,
+    metavar="[NAME=]URL",
+    help="redis://HOST:PORT, http://HOST/PATH, tcp://HOST:PORT or "
+    "sql:sqlite:///PATH?query=SELECT+1. Repeatable.",
+)
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=0, min_open=True),
+    default=1.0,
+    show_default=True,
+    help="Seconds each --check may take.",
+)
+@click.option(
+    "--interval",
+    type=click.FloatRange(min=0, min_open=True),
+    help="Seconds between checks of each dependency [2].",
+)
+@click.option("--rise", type=click.IntRange(min=1), help="Passes in a row to recover [1].")
+@click.option("--fall", type=click.IntRange(min=1), help="Failures in a row to fail [1].")
+def health_command(
+    config_path: str | None,
+    listen: str | None,
+    checks: tuple[str, ...],
+    timeout: float,
+    interval: float | None,
+    rise: int | None,
+    fall: int | None,
+) -> None:
+    """Check the app's dependencies and serve /healthz: 200 when all pass, else 503, with a JSON
+    body listing each check's status, latency and detail. /livez is always 200.
+
+    Checks run in the background every --interval; a probe only reads their last results.
+    --check flags are added to the config file's checks.
+    """
+    try:
+        specs = tuple(parse_check(text, timeout=timeout) for text in checks)
+    except ValueError as error:
+        raise click.UsageError(str(error)) from None
+    if config_path is not None:
+        try:
+            settings = _load(config_path, HealthConfig).settings()
+        except ValueError as error:
+            raise click.UsageError(f"{config_path}: {error}") from None
+    elif not specs:
+        raise click.UsageError("give at least one --check (or --config FILE)")
+    else:
+        settings = HealthSettings()
+    settings = _override(
+        settings,
+        listen=listen,
+        checks=(settings.checks + specs) if specs else None,
+        interval=interval,
+        rise=rise,
+        fall=fall,
+    )
+    try:
+        HealthChecker(settings)
+    except ValueError as error:
+        raise click.UsageError(str(error)) from None
+    asyncio.run(_serve(serve_health(settings)))
 
 
 async def _until_signal(run: Any, settings: Any) -> None:

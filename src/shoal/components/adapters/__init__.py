@@ -7,6 +7,16 @@ parsing and deciding are pure functions and classes; each adapter has one small 
 """
 
 from shoal.components.adapters.exposition import CONTENT_TYPE, Exposition, MetricFamily, Sample
+from shoal.components.adapters.health import (
+    CheckSpec,
+    HealthBoard,
+    HealthChecker,
+    HealthConfig,
+    HealthSettings,
+    health_app,
+    parse_check,
+    serve_health,
+)
 from shoal.components.adapters.logs import (
     Follower,
     LogsConfig,
@@ -25,8 +35,13 @@ from shoal.components.adapters.metrics import (
 
 __all__ = [
     "CONTENT_TYPE",
+    "CheckSpec",
     "Exposition",
     "Follower",
+    "HealthBoard",
+    "HealthChecker",
+    "HealthConfig",
+    "HealthSettings",
     "LogsConfig",
     "LogsSettings",
     "MetricFamily",
@@ -34,9 +49,12 @@ __all__ = [
     "MetricsConfig",
     "MetricsSettings",
     "Sample",
+    "health_app",
     "make_parser",
     "metrics_app",
     "normalize",
+    "parse_check",
     "run_logs",
+    "serve_health",
     "serve_metrics",
 ]

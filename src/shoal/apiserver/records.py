@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
@@ -184,5 +185,32 @@ Write = Create | Update | Delete
 
 
 def encode(value: Mapping[str, Any]) -> str:
-    """The compact JSON text stored for ``value`` (NaN and infinities are not JSON: ValueError)."""
+    """The compact JSON text stored for ``value`` (NaN and infinities are not JSON: ValueError).
+
+    ``apiVersion``, ``kind`` and ``metadata`` come first, so a list answer can splice the
+    revision into the text instead of decoding it (:func:`item_text`)."""
+    if "metadata" in value:
+        ordered = {key: value[key] for key in _HEAD if key in value}
+        ordered.update(value)  # the head keys keep their places; the others follow in order
+        value = ordered
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
+_HEAD = ("apiVersion", "kind", "metadata")
+_HEAD_TEXT = re.compile(r'\{"apiVersion":"[^"\\]*","kind":"([^"\\]*)","metadata":\{')
+
+
+def item_text(raw: str, revision: int, api_version: str) -> str | None:
+    """The stored JSON text ``raw`` as a client sees it (``apiVersion`` replaced by the
+    request's, ``metadata.resourceVersion`` set to ``revision``), built without decoding it; or
+    None when the text does not start with the head :func:`encode` writes, or may already name
+    a resourceVersion somewhere (the caller then decodes it)."""
+    head = _HEAD_TEXT.match(raw)
+    if head is None or '"resourceVersion":' in raw or '"' in api_version or "\\" in api_version:
+        return None
+    rest = raw[head.end() :]
+    comma = "" if rest.startswith("}") else ","
+    return (
+        f'{{"apiVersion":"{api_version}","kind":"{head.group(1)}",'
+        f'"metadata":{{"resourceVersion":"{revision}"{comma}{rest}'
+    )

@@ -24,7 +24,7 @@ JSON = st.recursive(
 
 def decoded_path(raw: str, revision: int, api_version: str) -> dict[str, Any]:
     """What the server answers when it decodes the item (``ObjectService.output``)."""
-    value = json.loads(raw)
+    value: dict[str, Any] = json.loads(raw)
     value["apiVersion"] = api_version
     value.setdefault("metadata", {})["resourceVersion"] = str(revision)
     return value

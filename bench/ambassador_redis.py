@@ -1,0 +1,233 @@
+"""
+The Redis ambassador, side by side with twemproxy over the same three redis-server shards.
+
+Run: ``python bench/ambassador_redis.py`` (a few minutes) or ``--quick`` (about a minute).
+Needs Debian's ``redis-server``, ``redis-tools`` (redis-benchmark) and ``nutcracker``
+(``apt-get install -y redis-server redis-tools nutcracker``).
+
+Three redis-servers (no persistence) on loopback ports are the shards. In front of them, each
+with one connection per server:
+
+* ``twemproxy``: Debian's nutcracker, ketama over fnv1a_64 (the book's configuration);
+* ``shoal``: ``python -m shoal ambassador redis`` (uvloop when installed), Maglev (the default).
+
+Throughput: ``redis-benchmark -t get,set -c 50 -r 100000`` against each, not pipelined and
+pipelined (``-P 16``), the two proxies interleaved round by round so a burst of other work on the
+box hits both alike; the median of the rounds, and the ratio shoal/twemproxy (goal: >= 0.8).
+
+Key distribution: 200,000 distinct keys SET through each proxy (the shards flushed before each),
+then each shard's DBSIZE: max/mean (goal: <= 1.02).
+
+Every process started here is stopped on exit; loopback only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import platform
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def need(binary: str, package: str) -> str:
+    found = shutil.which(binary)
+    if found is None:
+        sys.exit(f"{binary} is missing: apt-get install -y {package}")
+    return found
+
+
+def wait_port(port: int, process: subprocess.Popen[bytes], deadline: float = 10.0) -> None:
+    end = time.monotonic() + deadline
+    while time.monotonic() < end:
+        if process.poll() is not None:
+            sys.exit(f"{process.args} exited with {process.returncode}")
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
+            return
+        time.sleep(0.02)
+    sys.exit(f"nothing listens on {port} after {deadline}s")
+
+
+def command(port: int, *args: bytes) -> bytes:
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as conn:
+        conn.sendall(
+            b"*%d\r\n" % len(args) + b"".join(b"$%d\r\n%b\r\n" % (len(a), a) for a in args)
+        )
+        return conn.recv(1024)
+
+
+def set_keys(port: int, count: int) -> None:
+    """SET ``count`` distinct keys through ``port``, pipelined in batches."""
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as conn:
+        batch = 2000
+        for start in range(0, count, batch):
+            keys = [b"user:%d" % i for i in range(start, min(count, start + batch))]
+            conn.sendall(
+                b"".join(b"*3\r\n$3\r\nSET\r\n$%d\r\n%b\r\n$1\r\n1\r\n" % (len(k), k) for k in keys)
+            )
+            want = len(keys) * 5  # "+OK\r\n"
+            got = 0
+            while got < want:
+                chunk = conn.recv(65536)
+                if not chunk:
+                    sys.exit("proxy closed the connection")
+                if b"-" in chunk:
+                    sys.exit(f"error reply: {chunk[:200]!r}")
+                got += len(chunk)
+
+
+def benchmark(port: int, pipeline: int, requests: int) -> dict[str, float]:
+    out = subprocess.run(
+        [
+            "redis-benchmark",
+            "-p",
+            str(port),
+            "-t",
+            "get,set",
+            "-c",
+            "50",
+            "-r",
+            "100000",
+            "-n",
+            str(requests),
+            "-P",
+            str(pipeline),
+            "--csv",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=600,
+    ).stdout
+    rates: dict[str, float] = {}
+    for line in out.splitlines():
+        fields = [f.strip('"') for f in line.split(",")]
+        if fields and fields[0] in ("SET", "GET"):
+            rates[fields[0]] = float(fields[1])
+    return rates
+
+
+@contextlib.contextmanager
+def processes() -> Iterator[list[subprocess.Popen[bytes]]]:
+    started: list[subprocess.Popen[bytes]] = []
+    try:
+        yield started
+    finally:
+        for process in started:
+            process.terminate()
+        for process in started:
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[1] if __doc__ else None)
+    parser.add_argument("--quick", action="store_true", help="fewer requests and rounds")
+    parser.add_argument("--rounds", type=int, default=3)
+    options = parser.parse_args()
+    redis_server = need("redis-server", "redis-server")
+    need("redis-benchmark", "redis-tools")
+    nutcracker = need("nutcracker", "nutcracker")
+    requests = {1: 50_000, 16: 200_000} if options.quick else {1: 200_000, 16: 1_000_000}
+    rounds = 1 if options.quick else options.rounds
+
+    with tempfile.TemporaryDirectory() as tmp, processes() as started:
+        shard_ports = [free_port() for _ in range(3)]
+        for port in shard_ports:
+            started.append(
+                subprocess.Popen(
+                    [
+                        redis_server,
+                        "--port",
+                        str(port),
+                        "--bind",
+                        "127.0.0.1",
+                        "--save",
+                        "",
+                        "--appendonly",
+                        "no",
+                        "--dir",
+                        tmp,
+                    ],
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                )
+            )
+            wait_port(port, started[-1])
+        twem_port, shoal_port = free_port(), free_port()
+        config = Path(tmp) / "nutcracker.yml"
+        config.write_text(
+            "alpha:\n"
+            f"  listen: 127.0.0.1:{twem_port}\n"
+            "  hash: fnv1a_64\n  distribution: ketama\n  redis: true\n"
+            "  server_connections: 1\n  servers:\n"
+            + "".join(f"    - 127.0.0.1:{p}:1\n" for p in shard_ports)
+        )
+        started.append(
+            subprocess.Popen(
+                [
+                    nutcracker,
+                    "-c",
+                    str(config),
+                    "-s",
+                    str(free_port()),
+                    "-o",
+                    str(Path(tmp) / "nut.log"),
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+        )
+        wait_port(twem_port, started[-1])
+        shoal_args = [sys.executable, "-m", "shoal", "ambassador", "redis",
+                      "--listen", f"127.0.0.1:{shoal_port}"]  # fmt: skip
+        for port in shard_ports:
+            shoal_args += ["--server", f"127.0.0.1:{port}"]
+        started.append(subprocess.Popen(shoal_args, stdout=subprocess.DEVNULL))
+        wait_port(shoal_port, started[-1])
+        targets = {"twemproxy": twem_port, "shoal": shoal_port}
+
+        print(f"# {platform.node()} {platform.machine()}, {platform.python_version()}, "
+              f"{subprocess.run(['nutcracker', '--version'], capture_output=True, text=True).stderr.strip()}")  # fmt: skip
+        print("\nKey distribution (200,000 distinct keys, 3 shards):")
+        for name, port in targets.items():
+            for shard in shard_ports:
+                command(shard, b"FLUSHALL")
+            set_keys(port, 200_000)
+            sizes = [int(command(shard, b"DBSIZE")[1:-2]) for shard in shard_ports]
+            print(f"  {name:10} sizes {sizes}  max/mean {max(sizes) / statistics.mean(sizes):.4f}")
+
+        print(f"\nThroughput, redis-benchmark -c 50 -r 100000, median of {rounds} round(s):")
+        results: dict[tuple[str, int, str], list[float]] = {}
+        for _ in range(rounds):
+            for pipeline in (1, 16):
+                for name, port in targets.items():
+                    for test, rate in benchmark(port, pipeline, requests[pipeline]).items():
+                        results.setdefault((name, pipeline, test), []).append(rate)
+        print(f"  {'test':10} {'twemproxy':>12} {'shoal':>12} {'ratio':>7}")
+        for pipeline in (1, 16):
+            for test in ("SET", "GET"):
+                twem = statistics.median(results[("twemproxy", pipeline, test)])
+                ours = statistics.median(results[("shoal", pipeline, test)])
+                label = f"{test} -P {pipeline}"
+                print(f"  {label:10} {twem:12,.0f} {ours:12,.0f} {ours / twem:7.2f}")
+
+
+if __name__ == "__main__":
+    main()

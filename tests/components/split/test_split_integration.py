@@ -9,7 +9,7 @@ import json
 import math
 from collections.abc import AsyncIterator
 
-from sidecar_http import App, request
+from split_http import App, request
 
 from shoal.components.split import Mirror, SplitCounts, SplitSettings, split_ambassador
 from shoal.dataplane.driver import ProxyServer

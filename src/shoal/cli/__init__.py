@@ -7,6 +7,7 @@ import click
 from shoal import __version__
 from shoal.cli.adapter import adapter_group
 from shoal.cli.ambassador import ambassador_group
+from shoal.cli.cluster import cluster_group, down_command, status_command, up_command
 from shoal.cli.load import load_command
 from shoal.cli.loadtest import loadtest_group
 from shoal.cli.logs import logs_command
@@ -31,12 +32,18 @@ __all__ = ["main"]
 def main() -> None:
     """shoal: the patterns of Designing Distributed Systems, running for real.
 
-    Describe a replicated or sharded service (or a load test) in YAML or Python; validate it and
-    render it as Kubernetes manifests; run the API server (`shoal server`) or the HTTP proxy
-    (`shoal proxy`).
+    Describe a replicated or sharded service (or a load test) in YAML or Python; run it on this
+    machine (`shoal up -f FILE`, `shoal status`, `shoal down`) or render it as Kubernetes
+    manifests (`shoal render`); run the parts alone: the API server (`shoal server`), the HTTP
+    proxy (`shoal proxy`), the load generator (`shoal load`), the sidecars, ambassadors and
+    adapters.
     """
 
 
+main.add_command(up_command)
+main.add_command(down_command)
+main.add_command(status_command)
+main.add_command(cluster_group)
 main.add_command(validate_command)
 main.add_command(render_command)
 main.add_command(server_command)

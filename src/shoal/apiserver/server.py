@@ -22,6 +22,7 @@ from aiohttp import web
 
 from shoal.apiserver.aiostorage import AsyncStore
 from shoal.apiserver.app import ServerInfo, make_app
+from shoal.apiserver.clusterip import DEFAULT_SERVICE_CIDR
 from shoal.apiserver.collecting import Collector
 from shoal.apiserver.resources import Registry
 from shoal.apiserver.security import ensure_credentials, write_kubeconfig
@@ -54,6 +55,8 @@ class ServerSettings:
     """Overrides of :class:`StorageSettings` fields (history bounds, bookmark interval...)."""
     gc_interval: float = 0.5
     """Seconds between garbage-collection sweeps while work is pending."""
+    service_cidr: str = DEFAULT_SERVICE_CIDR
+    """Where Services' cluster IPs come from (loopback by default, so no root is needed)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,6 +116,7 @@ async def serve(settings: ServerSettings) -> AsyncIterator[RunningServer]:
     try:
         async with AsyncStore.open(storage) as store:
             service = ObjectService(store, Registry.builtin())
+            service.service_cidr = settings.service_cidr
             await service.start()
             collector = Collector(service, interval=settings.gc_interval)
             port = int(sock.getsockname()[1])

@@ -10,6 +10,7 @@ import shutil
 import socket
 import subprocess
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -35,7 +36,9 @@ def _ping(port: int) -> bool:
 class RedisServer:
     """One redis-server on 127.0.0.1, no persistence; stop and start again on the same port."""
 
-    def __init__(self, workdir: Path, password: str | None = None) -> None:
+    def __init__(
+        self, workdir: Path, password: str | None = None, extra: Sequence[str] = ()
+    ) -> None:
         binary = shutil.which(REDIS_SERVER)
         if binary is None:
             pytest.fail(
@@ -44,6 +47,7 @@ class RedisServer:
         self.binary = binary
         self.workdir = workdir
         self.password = password
+        self.extra = tuple(extra)
         self.port = free_port()
         self.process: subprocess.Popen[bytes] | None = None
 
@@ -68,6 +72,7 @@ class RedisServer:
         ]
         if self.password is not None:
             args += ["--requirepass", self.password]
+        args += self.extra
         self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         end = time.monotonic() + deadline
         while time.monotonic() < end:

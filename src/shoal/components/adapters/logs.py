@@ -419,10 +419,19 @@ def _iso(text: str) -> datetime | None:
 
 
 def _clf_time(text: str) -> datetime | None:
-    try:
-        return datetime.strptime(text, _CLF_TIME)
-    except ValueError:
-        return None
+    for layout in _OTHER_TIMES:
+        try:
+            return datetime.strptime(text, layout)
+        except ValueError:
+            continue
+    return None
+
+
+_OTHER_TIMES = (
+    _CLF_TIME,
+    "%d %b %Y %H:%M:%S.%f",  # Redis' own log ("29 Nov 2026 18:56:13.594"), local time: taken as UTC
+    "%d %b %Y %H:%M:%S",
+)
 
 
 # --- following a file ------------------------------------------------------------------------

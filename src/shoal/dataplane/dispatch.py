@@ -83,7 +83,7 @@ LATENCY_BUCKETS: Final = (
 )  # fmt: skip
 """Upper bounds (seconds) of the request latency histogram buckets."""
 
-_TICKETS = itertools.count(1)
+_next_ticket = itertools.count(1).__next__
 
 
 class Hooks(Protocol):
@@ -95,6 +95,10 @@ class Hooks(Protocol):
     def call_soon(self, callback: Callable[[], None]) -> None: ...
 
     def call_at(self, when: float, callback: Callable[[], None]) -> None: ...
+
+    @property
+    def logging(self) -> bool:
+        """Whether :meth:`request_done` wants to hear of every exchange (an access log is on)."""
 
     def request_done(self, pick: RequestPick, status: int, duration: float) -> None:
         """An exchange ended (for the access log)."""
@@ -153,7 +157,11 @@ class RequestPick(Pick):
     )
 
     def __init__(self, route: RouteState, request: Request, peer: str, started: float) -> None:
-        super().__init__(("", 0))
+        # Pick's fields set here rather than through super().__init__: one call less per request.
+        self.address: Address = ("", 0)
+        self.state: object = None
+        self.queued = False
+        self.on_ready: Callable[[], None] | None = None
         self.route = route
         """The route state the request began on (its retry budget and counters)."""
         self.chooser = route
@@ -213,7 +221,9 @@ class RouteState:
         "_hooks",
         "_key_name",
         "_key_pattern",
+        "_log",
         "_shared",
+        "_time",
         "config",
         "listener",
         "name",
@@ -237,6 +247,8 @@ class RouteState:
         self.prefix = config.path_prefix.encode("latin-1")
         self.successor: RouteState | None = None
         self._hooks = hooks
+        self._time = hooks.time
+        self._log = hooks.logging
         rng = rng or random.Random()  # noqa: S311 -- load balancing, not cryptography
         old = previous._shared if previous is not None else None
         now = hooks.time()
@@ -441,7 +453,7 @@ class RouteState:
 
     def begin(self, request: Request, peer: str) -> RequestPick | None:
         shared = self._shared
-        pick = RequestPick(self, request, peer, self._hooks.time())
+        pick = RequestPick(self, request, peer, self._time())
         if not self._choose(pick, shared.excluded):
             shared.counters[1] += 1
             return None
@@ -453,22 +465,29 @@ class RouteState:
         shared = self._shared
         admission = shared.admission
         request = pick.request
-        for _ in range(len(shared.endpoints) + 1):
-            if shared.router is not None:
-                routed = shared.router.route(_path(request.target), exclude)
+        router = shared.router
+        picker = shared.picker
+        rejected = 0
+        while True:
+            if router is not None:
+                routed = router.route(_path(request.target), exclude)
                 endpoint = routed.endpoint
                 shard = routed.shard
             else:
-                assert shared.picker is not None
+                assert picker is not None
                 key = self._key(request, pick.peer) if self._hash_source else None
-                endpoint = shared.picker.pick(self._endpoints, key, exclude)
+                endpoint = picker.pick(self._endpoints, key, exclude)
                 shard = ""
             if endpoint is None:
                 return False
             address = endpoint.address
-            ticket = next(_TICKETS)
+            ticket = _next_ticket()
             decision = admission.limiter.admit(address, ticket)
             if decision is Admission.REJECT:
+                # Full with a full queue: try the next endpoint (each one at most once).
+                rejected += 1
+                if rejected > len(shared.endpoints):
+                    return False
                 exclude = exclude | {address}
                 continue
             pick.chooser = self
@@ -486,7 +505,6 @@ class RouteState:
                 pick.queued = False
                 endpoint.in_flight += 1
             return True
-        return False
 
     def _key(self, request: Request, peer: str) -> bytes | str | None:
         source = self._hash_source
@@ -600,19 +618,21 @@ class RouteState:
         return self._retry_granted(pick)
 
     def end(self, pick: RequestPick, status: int) -> None:
-        now = self._hooks.time()
-        if status == 0:
-            outcome: Outcome | None = None
-        elif status >= 500:
-            outcome = Outcome.SERVER_ERROR
-        else:
-            outcome = Outcome.SUCCESS
-        self._close(pick, outcome, now)
+        now = self._time()
+        if pick.open:
+            if status == 0:
+                outcome: Outcome | None = None
+            elif status >= 500:
+                outcome = Outcome.SERVER_ERROR
+            else:
+                outcome = Outcome.SUCCESS
+            self._close(pick, outcome, now)
         shared = self._shared
-        shared.budget.request_finished()
+        budget = shared.budget
+        budget.request_finished()
         if pick.retrying:
             pick.retrying = False
-            shared.budget.retry_finished()
+            budget.retry_finished()
         stats = pick.stats
         if stats is not None:
             stats.responses[status // 100 if 100 <= status < 600 else 0] += 1
@@ -622,7 +642,8 @@ class RouteState:
             histogram.observe(duration)
         if status >= 500 and shared.router is not None:
             shared.router.count_failure(pick.shard)
-        self._hooks.request_done(pick, status, duration)
+        if self._log:
+            self._hooks.request_done(pick, status, duration)
 
 
 def _groups(config: RouteConfig) -> Iterable[tuple[str, Iterable[BackendConfig]]]:

@@ -360,6 +360,12 @@ class OutlierDetector:
 
     def record(self, address: str, outcome: Outcome, now: float) -> list[OutlierEvent]:
         """Take one request's outcome; readmissions due by ``now`` come first in the result."""
+        if outcome is Outcome.SUCCESS and not self._out:
+            # The common case, once per request: nothing is out, a success resets the streaks.
+            found = self._endpoints.get(address)
+            if found is not None and found.failures:
+                found.failures = found.connect_errors = 0
+            return []
         events = self.tick(now)
         watched = self._endpoints.get(address)
         if watched is None or watched.ejected_until is not None:

@@ -197,6 +197,10 @@ class _Hooks:
         handle = self._loop.call_at(when, fire)
         timers.add(handle)
 
+    @property
+    def logging(self) -> bool:
+        return self._proxy.access_log is not None
+
     def request_done(self, pick: RequestPick, status: int, duration: float) -> None:
         access_log = self._proxy.access_log
         if access_log is not None:

@@ -23,7 +23,12 @@ from shoal.components.adapters.exposition import (
     label_name,
     metric_name,
 )
-from shoal.components.adapters.metrics import MetricsSettings, convert, render_scrape
+from shoal.components.adapters.metrics import (
+    MetricsSettings,
+    ScrapeFailed,
+    convert,
+    render_scrape,
+)
 from shoal.components.adapters.stats import (
     flatten_json,
     json_exposition,
@@ -378,6 +383,23 @@ def test_any_json_document_gives_parseable_output(document: Any) -> None:
     leaves = sum(1 for _ in flatten_json(document))
     assert kept + len(app.dropped) >= leaves - 4  # up to 4 may clash with the adapter's own
     assert value(families, "app_up") == 1
+
+
+def test_json_nested_too_deeply_is_a_failed_scrape_not_a_crash() -> None:
+    deep = "[" * 100_000 + "1" + "]" * 100_000
+    with pytest.raises(ScrapeFailed, match="nests too deeply"):
+        convert(MetricsSettings(format="json"), deep)
+    app = convert(MetricsSettings(format="json"), "[" * 50 + "1" + "]" * 50)
+    assert app.families()[0].samples[0].labels[-1] == ("index_49", "0")
+
+
+def test_arrays_in_arrays_get_one_label_each() -> None:
+    out = Exposition()
+    json_exposition({"grid": [[1, 2], [3, 4]]}, out)
+    families = parse_strictly(out.render())
+    assert value(families, "app_grid", index="1", index_1="0") == 3
+    assert sum(len(f.samples) for f in families.values()) == 4
+    assert out.dropped == []
 
 
 # --- key-value text ------------------------------------------------------------------------

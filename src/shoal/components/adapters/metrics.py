@@ -182,11 +182,14 @@ def convert(settings: MetricsSettings, payload: str) -> Exposition:
     elif settings.format == "json":
         try:
             document = json.loads(payload)
+            json_exposition(
+                document, out, prefix, label_paths=settings.label_paths, counters=settings.counters
+            )
         except ValueError as error:
             raise ScrapeFailed(f"the statistics page is not JSON: {error}") from None
-        json_exposition(
-            document, out, prefix, label_paths=settings.label_paths, counters=settings.counters
-        )
+        except RecursionError:
+            # Nesting deeper than Python's stack: refuse the page, keep serving.
+            raise ScrapeFailed("the statistics page nests too deeply to read") from None
     else:
         kv_exposition(payload, out, prefix, counters=settings.counters)
     return out

@@ -324,7 +324,7 @@ def _walk(
             key = str(key)
             if label is not None:
                 yield from _walk(
-                    item, path, (*keys, key), (*labels, (label, key)), label_paths, index_label
+                    item, path, (*keys, key), _with(labels, label, key), label_paths, index_label
                 )
             else:
                 yield from _walk(item, (*path, key), (*keys, key), labels, label_paths, index_label)
@@ -335,10 +335,22 @@ def _walk(
                 item,
                 path,
                 (*keys, str(number)),
-                (*labels, (label, str(number))),
+                _with(labels, label, str(number)),
                 label_paths,
                 index_label,
             )
+
+
+def _with(
+    labels: tuple[tuple[str, str], ...], name: str, value: str
+) -> tuple[tuple[str, str], ...]:
+    """``labels`` plus one; a name already taken (arrays in arrays) gets ``_1``, ``_2``, ..."""
+    taken = {existing for existing, _ in labels}
+    unique, suffix = name, 0
+    while unique in taken:
+        suffix += 1
+        unique = f"{name}_{suffix}"
+    return (*labels, (unique, value))
 
 
 def _label_for(keys: tuple[str, ...], label_paths: dict[str, str]) -> str | None:

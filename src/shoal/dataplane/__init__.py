@@ -13,6 +13,11 @@ transcript of events and decisions.
   replica) over an immutable, atomically swapped routing table.
 * :mod:`~shoal.dataplane.health`: active checks, passive outlier ejection, the retry budget and
   per-endpoint pending limits.
+
+The I/O around them: :mod:`~shoal.dataplane.driver` (the HTTP/1.1 proxy engine),
+:mod:`~shoal.dataplane.dispatch` (the cores wired to it), and :mod:`~shoal.dataplane.runtime`,
+whose ``Proxy`` (``start``/``apply``/``shutdown``) is what other layers embed. They are imported
+from their modules, not from here, so that importing the cores stays free of asyncio.
 """
 
 from shoal.dataplane.balancing import (

@@ -94,6 +94,10 @@ class ArrivalSchedule:
         # exactly 10.0 arrivals means requests 0..9.
         self.total = max(0, math.ceil(arrivals - 1e-9))
         self._cursor = 0
+        first = self.segments[0]
+        # The common case, one constant rate, takes a short path (one division per request).
+        self._constant = len(self.segments) == 1 and first.start_rate == first.end_rate > 0
+        self._rate = first.start_rate
 
     @classmethod
     def constant(cls, rate: float, duration: float) -> ArrivalSchedule:
@@ -118,6 +122,8 @@ class ArrivalSchedule:
     def time_of(self, k: int) -> float:
         """When request ``k`` is due; requests are asked for in increasing order mostly, so the
         segment search starts from the last one found."""
+        if self._constant:
+            return k / self._rate
         index = self._cursor
         starts = self._starts
         if k < starts[index]:

@@ -117,13 +117,14 @@ def summarize(
                 "max": _ms(item.latency.max),
             }
         )
+    overall = stats.latency
     spectrum = []
-    if stats.latency.count:
+    if overall.count:
         for step in range(101):
             x = step * 0.05  # up to 1 - 10**-5 = p99.999
             percent = 100 * (1 - 10**-x)
-            spectrum.append([round(percent, 5), _ms(stats.latency.percentile(percent))])
-        spectrum.append([100.0, _ms(stats.latency.max)])
+            spectrum.append([round(percent, 5), _ms(overall.percentile(percent))])
+        spectrum.append([100.0, _ms(overall.max)])
     return {
         "target": str(plan.target),
         "duration": round(elapsed, 6),
@@ -138,7 +139,7 @@ def summarize(
         "late": stats.late,
         "statuses": {str(k): v for k, v in sorted(stats.statuses.items())},
         "failures": dict(sorted(stats.failures.items())),
-        "latency": latency_summary(stats.latency),
+        "latency": latency_summary(overall),
         "paths": [
             {
                 "path": request.path,
@@ -156,7 +157,7 @@ def summarize(
         "passed": all(v.passed for v in verdicts),
         "series": series,
         "spectrum": spectrum,
-        "histogram": stats.latency.to_dict(),
+        "histogram": overall.to_dict(),
     }
 
 

@@ -99,7 +99,6 @@ class RunStats:
     def __init__(self, paths: int, start: float, *, window: float = 1.0) -> None:
         self.start = start
         self.window = window
-        self.latency = Histogram()
         self.paths = [PathStats() for _ in range(paths)]
         self.windows: list[Window] = []
         self.statuses: dict[int, int] = {}
@@ -114,6 +113,11 @@ class RunStats:
         """When the last request completed (or the run was stopped)."""
         self.stopped = False
         """The run was stopped before its schedule ended."""
+
+    @property
+    def latency(self) -> Histogram:
+        """Every path's latency together (merged on demand: one less record per request)."""
+        return Histogram.merged(path.latency for path in self.paths)
 
     def _window(self, at: float) -> Window:
         index = int((at - self.start) / self.window)
@@ -134,7 +138,6 @@ class RunStats:
         error = not 200 <= status < 400
         self.requests += 1
         self.statuses[status] = self.statuses.get(status, 0) + 1
-        self.latency.record(micros)
         stats = self.paths[path]
         stats.requests += 1
         stats.latency.record(micros)
@@ -170,7 +173,6 @@ class RunStats:
         both use one clock, as worker processes on one machine do)."""
         if len(other.paths) != len(self.paths) or other.window != self.window:
             raise ValueError("cannot merge stats of different plans")
-        self.latency.merge(other.latency)
         for mine, theirs in zip(self.paths, other.paths, strict=True):
             mine.merge(theirs)
         while len(self.windows) < len(other.windows):
@@ -225,7 +227,6 @@ class RunStats:
         stats = cls(len(data["paths"]), float(data["start"]), window=float(data["window"]))
         stats.end = None if data.get("end") is None else float(data["end"])
         stats.stopped = bool(data.get("stopped", False))
-        stats.latency = Histogram.from_dict(data["latency"])
         stats.paths = [PathStats.from_dict(p) for p in data["paths"]]
         stats.windows = [Window.from_dict(w) for w in data["windows"]]
         stats.statuses = {int(k): int(v) for k, v in data["statuses"].items()}

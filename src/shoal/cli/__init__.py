@@ -21,6 +21,7 @@ from shoal.cli.objects import (
     wait_command,
 )
 from shoal.cli.proxy import proxy_command
+from shoal.cli.rollout import rollout_group, scale_command
 from shoal.cli.server import server_command
 from shoal.cli.sidecar import sidecar_group
 
@@ -60,3 +61,5 @@ main.add_command(load_command)
 main.add_command(node_command)
 main.add_command(logs_command)
 main.add_command(loadtest_group)
+main.add_command(rollout_group)
+main.add_command(scale_command)

@@ -524,3 +524,29 @@ def test_the_command_follows_a_rotated_file(tmp_path: Path) -> None:
     assert got[0]["path"] == "/a"
     assert got[1] == {"message": "not an access log line", "parse_error": True}
     assert os.path.exists(tmp_path / "access.log.1")
+
+
+def test_the_command_reads_an_idle_pipe_and_stops_on_sigterm() -> None:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "shoal", "adapter", "logs", "--format", "logfmt"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stdin is not None
+        assert process.stdout is not None
+        process.stdin.write("level=error msg=first\n")
+        process.stdin.flush()
+        # The pipe stays open: the record must come out now, not when the input ends.
+        assert json.loads(process.stdout.readline()) == {"level": "error", "message": "first"}
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=10) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+        process.wait(timeout=10)
+        for stream in (process.stdin, process.stdout, process.stderr):
+            if stream is not None:
+                stream.close()

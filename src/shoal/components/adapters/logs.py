@@ -27,9 +27,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import enum
+import io
 import json
 import os
 import re
+import stat
 import sys
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
@@ -682,9 +684,44 @@ async def _source(
             yield line
         return
     stream = stdin if stdin is not None else sys.stdin
-    while stop is None or not stop.is_set():
-        # A blocking read in a worker thread, so the loop stays free for signals.
-        line = await asyncio.to_thread(stream.readline)
-        if not line:
-            return
-        yield line.removesuffix("\n").removesuffix("\r")
+    stop = stop or asyncio.Event()
+    try:
+        descriptor = stream.fileno()
+        waits = not stat.S_ISREG(os.fstat(descriptor).st_mode)
+    except (OSError, ValueError, io.UnsupportedOperation):
+        waits = False  # an in-memory stream: reading never waits
+    if not waits:
+        # A regular file (``< app.log``) or a buffer: reading it does not wait on a writer.
+        for line in stream:
+            if stop.is_set():
+                return
+            yield line.removesuffix("\n").removesuffix("\r")
+        return
+    # A pipe or a terminal: read without blocking the loop, so SIGTERM is seen while it is idle.
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader(loop=loop)
+    transport, _ = await loop.connect_read_pipe(
+        lambda: asyncio.StreamReaderProtocol(reader, loop=loop),
+        os.fdopen(descriptor, "rb", closefd=False),
+    )
+    pending = b""
+    try:
+        while not stop.is_set():
+            try:
+                async with asyncio.timeout(settings.poll):
+                    chunk = await reader.read(65536)
+            except TimeoutError:
+                continue  # nothing yet: look at ``stop`` again
+            if not chunk:
+                if pending:
+                    yield _decode(pending)
+                return
+            pending += chunk
+            *complete, pending = pending.split(b"\n")
+            for raw in complete:
+                yield _decode(raw)
+            while len(pending) > MAX_LINE:  # an endless line: hand it on in pieces
+                yield _decode(pending[:MAX_LINE])
+                pending = pending[MAX_LINE:]
+    finally:
+        transport.close()

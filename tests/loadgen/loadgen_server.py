@@ -36,13 +36,14 @@ async def _echo(request: web.Request) -> web.Response:
 
 @contextlib.asynccontextmanager
 async def serving() -> AsyncIterator[str]:
-    """The base URL of a server with /ok, /fail (500), /slow (50 ms), /close and /echo."""
+    """The base URL of a server with /ok, /fail (500), /slow (50 ms), /close; anything else echoes."""
     app = web.Application()
     app.router.add_get("/ok", _ok)  # also serves HEAD
     app.router.add_get("/fail", _fail)
     app.router.add_get("/slow", _slow)
     app.router.add_get("/close", _close)
     app.router.add_route("*", "/echo", _echo)
+    app.router.add_route("*", "/{tail:.*}", _echo)  # anything else: 200
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)

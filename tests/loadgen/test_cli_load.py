@@ -9,6 +9,8 @@ from pathlib import Path
 
 from loadgen_server import serving
 
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "13-load-generator"
+
 
 async def shoal(*args: str) -> tuple[int, str, str]:
     process = await asyncio.create_subprocess_exec(
@@ -100,3 +102,27 @@ async def test_bad_input_is_a_usage_error() -> None:
     code, _, err = await shoal("load", "http://127.0.0.1:1/")
     assert code == 2
     assert "--rate is required" in err
+
+
+async def test_the_example_spec_runs_standalone(tmp_path: Path) -> None:
+    example = EXAMPLE
+    async with serving() as base:
+        code, _, err = await shoal(
+            "load", base, "-f", str(example / "loadtest.yaml"), "--rate", "60",
+            "--duration", "1s", "--stages", "", "--json", str(tmp_path / "r.json"), "-q",
+        )  # fmt: skip
+    summary = json.loads((tmp_path / "r.json").read_text())
+    # Thresholds on latency may fail on a loaded machine; the exit code says which way it went.
+    assert code == (0 if summary["passed"] else 1), err
+    assert [(p["method"], p["path"], p["requests"]) for p in summary["paths"]] == [
+        ("GET", "/some/path", 10),
+        ("GET", "/some/other/path", 10),
+        ("GET", "/cart", 30),
+        ("POST", "/cart/items", 10),
+    ]
+    assert summary["errors"] == 0
+    assert [t["expression"] for t in summary["thresholds"]] == [
+        "error_ratio<0.01",
+        "p(95)<50",
+        "p(99.9)<0.5s",
+    ]

@@ -400,17 +400,46 @@ def cluster_group() -> None:
     show_default=True,
     help="The API server's port (0 picks a free one).",
 )
-def run_command(data_dir: Path | None, address: str, port: int) -> None:
+@click.option(
+    "--service-cidr",
+    default="127.2.0.0/16",
+    show_default=True,
+    help="The loopback range Services' cluster addresses come from.",
+)
+@click.option(
+    "--node-option",
+    "node_options",
+    multiple=True,
+    metavar="FIELD=VALUE",
+    help="Override a node setting (NodeSettings field, e.g. backoff_base=0.5). Repeatable.",
+)
+def run_command(
+    data_dir: Path | None,
+    address: str,
+    port: int,
+    service_cidr: str,
+    node_options: tuple[str, ...],
+) -> None:
     """Run the cluster in the foreground: API server, controllers, node and service proxy.
 
     SIGTERM or Ctrl-C stops it: pods stop gracefully first.
     """
-    from shoal.cluster.runner import ClusterSettings, run_cluster
+    from shoal.cluster.runner import ClusterSettings, node_overrides, run_cluster
 
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    settings = ClusterSettings(data_dir=_data_dir(data_dir), address=address, port=port)
+    try:
+        overrides = node_overrides(node_options)
+    except ValueError as error:
+        raise click.BadParameter(str(error), param_hint="--node-option") from None
+    settings = ClusterSettings(
+        data_dir=_data_dir(data_dir),
+        address=address,
+        port=port,
+        service_cidr=service_cidr,
+        node=overrides,
+    )
     try:
         with contextlib.suppress(KeyboardInterrupt):
             asyncio.run(run_cluster(settings, stop_signals=(signal.SIGTERM, signal.SIGINT)))

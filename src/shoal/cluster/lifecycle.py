@@ -42,6 +42,10 @@ __all__ = [
 STATE_FILE = "cluster.json"
 LOG_FILE = "cluster.log"
 
+_STARTED: dict[int, subprocess.Popen[bytes]] = {}
+"""Clusters this process started and that still run: kept so they are reaped when they stop
+(no zombie) and never reported as a child left running."""
+
 
 class ClusterStartError(PermanentError):
     """The cluster process did not come up; the message holds the end of its log."""
@@ -164,6 +168,7 @@ def start_in_background(
             )
         state = read_state(data_dir)
         if state is not None and state.pid == child.pid:
+            _STARTED[child.pid] = child
             return state, True
         now = time.monotonic()
         if now > deadline:
@@ -188,6 +193,7 @@ def stop_cluster(data_dir: Path, *, timeout: float = 60.0) -> ClusterState | Non
         os.kill(state.pid, signal.SIGTERM)
     deadline = time.monotonic() + timeout
     delay = 0.02
+    started = _STARTED.pop(state.pid, None)
     while process_alive(state.pid):
         if time.monotonic() > deadline:
             with contextlib.suppress(ProcessLookupError):
@@ -198,5 +204,7 @@ def stop_cluster(data_dir: Path, *, timeout: float = 60.0) -> ClusterState | Non
             break
         time.sleep(delay)
         delay = min(delay * 1.5, 0.2)
+    if started is not None:
+        started.wait()
     remove_state(data_dir, state.pid)
     return state

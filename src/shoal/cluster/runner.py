@@ -31,10 +31,11 @@ import signal
 import sys
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+from shoal.apiserver.clusterip import DEFAULT_SERVICE_CIDR
 from shoal.apiserver.server import DEFAULT_PORT, ServerSettings, serve
 from shoal.client.http import HTTPClient
 from shoal.client.kubeconfig import load_kubeconfig
@@ -45,7 +46,7 @@ from shoal.node import Node, NodeSettings
 from shoal.node.processes import spawn
 from shoal.node.settings import DEFAULT_INHERITED_ENV
 
-__all__ = ["ClusterSettings", "run_cluster"]
+__all__ = ["ClusterSettings", "node_overrides", "run_cluster"]
 
 log = logging.getLogger("shoal.cluster")
 
@@ -60,12 +61,34 @@ class ClusterSettings:
     """The API server's address."""
     port: int = DEFAULT_PORT
     """The API server's port (0 picks a free one)."""
+    service_cidr: str = DEFAULT_SERVICE_CIDR
+    """Where Services' cluster addresses come from (a loopback range: no root needed)."""
     node: Mapping[str, Any] = field(default_factory=dict)
     """Overrides of :class:`~shoal.node.NodeSettings` fields (tests shorten back-offs)."""
     service_proxy: bool = True
     """Serve Services on their cluster addresses (a child process)."""
     service_proxy_restart_delay: float = 1.0
     """Seconds before a service proxy that exited is started again."""
+
+
+def node_overrides(options: Sequence[str]) -> dict[str, Any]:
+    """``FIELD=VALUE`` strings as NodeSettings overrides, each VALUE converted to the field's
+    type; ValueError names an unknown field or a bad value."""
+    defaults = NodeSettings(data_dir=Path())
+    known = {f.name for f in fields(NodeSettings)} - {"data_dir", "inherit_env"}
+    overrides: dict[str, Any] = {}
+    for option in options:
+        name, sep, text = option.partition("=")
+        if not sep or name not in known:
+            raise ValueError(f"{option!r}: expected FIELD=VALUE with FIELD one of {sorted(known)}")
+        current = getattr(defaults, name)
+        try:
+            overrides[name] = text if isinstance(current, str) else type(current)(text)
+        except (TypeError, ValueError):
+            raise ValueError(
+                f"{option!r}: {text!r} is not a valid {type(current).__name__}"
+            ) from None
+    return overrides
 
 
 class _ServiceProxyProcess:
@@ -138,7 +161,9 @@ async def run_cluster(
     data_dir = settings.data_dir
     logs = data_dir / "logs"
     logs.mkdir(parents=True, exist_ok=True, mode=0o700)
-    server_settings = ServerSettings(data_dir, address=settings.address, port=settings.port)
+    server_settings = ServerSettings(
+        data_dir, address=settings.address, port=settings.port, service_cidr=settings.service_cidr
+    )
     async with serve(server_settings) as server:
         log.info("API server listening on %s", server.url)
         # Every container inherits the cluster's credential, as a pod gets a service account.

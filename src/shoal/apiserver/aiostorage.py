@@ -86,6 +86,7 @@ class AsyncStore:
         self._broadcaster = Broadcaster(writer.current_revision())
         self._stopping = asyncio.Event()
         self._closed = False
+        self._loop_reader: Store | None = None
 
     @classmethod
     @contextlib.asynccontextmanager
@@ -223,6 +224,23 @@ class AsyncStore:
     async def get(self, key: str) -> Entry:
         """The live object at ``key``; NotFoundError if there is none."""
         return await self._read(lambda store: store.get(key))
+
+    def get_now(self, key: str) -> Entry:
+        """:meth:`get` on the calling thread (the event loop's), with a connection of its own.
+
+        A point read through the key index takes microseconds, less than handing it to a
+        reader thread and back (two thread switches and a future); WAL readers never wait for
+        the writer. Lists and watch replays, which can be long, stay on the reader threads.
+        """
+        if self._closed:
+            raise StorageUnavailableError("the store is closed (the server is shutting down)")
+        reader = self._loop_reader
+        if reader is None:
+            reader = Store(self.settings, exclusive=False)
+            with self._readers_lock:
+                self._readers.append(reader)
+            self._loop_reader = reader
+        return reader.get(key)
 
     async def list(
         self,

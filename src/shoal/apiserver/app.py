@@ -24,6 +24,7 @@ from aiohttp import web
 
 from shoal.apiserver import openapi, patching, protobuf, scaling
 from shoal.apiserver.paths import Discovery, ObjectPath, parse_path
+from shoal.apiserver.records import item_text
 from shoal.apiserver.resources import Resource
 from shoal.apiserver.security import tokens_equal
 from shoal.apiserver.selectors import (
@@ -529,6 +530,16 @@ def _quote(text: str) -> str:
 def _write_response(
     request: web.Request, resource: Resource, result: WriteResult, status: int
 ) -> web.Response:
+    if result.stored is not None and _accepts(request) == "json":
+        revision = result.object["metadata"]["resourceVersion"]
+        text = item_text(result.stored, int(revision), resource.api_version)
+        if text is not None:
+            response = web.Response(
+                body=text.encode(), status=status, headers={"Content-Type": "application/json"}
+            )
+            for warning in result.warnings:
+                response.headers.add("Warning", f'299 - "{_quote(warning)}"')
+            return response
     return _object_response(
         request, resource, result.object, status=status, warnings=result.warnings
     )

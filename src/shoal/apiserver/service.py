@@ -104,6 +104,9 @@ class WriteResult:
     object: Body
     warnings: list[str] = field(default_factory=list)
     created: bool = False
+    stored: str | None = None
+    """The JSON text stored for ``object`` (when this write stored one): answers splice the
+    revision into it instead of encoding ``object`` again."""
 
 
 def storage_error(error: StorageError, resource: Resource, name: str = "") -> APIError:
@@ -188,7 +191,7 @@ class ObjectService:
 
     async def get_entry(self, resource: Resource, namespace: str | None, name: str) -> Entry:
         try:
-            return await self.store.get(self.key(resource, name, namespace))
+            return self.store.get_now(self.key(resource, name, namespace))
         except NotFoundError:
             raise not_found(resource, name) from None
         except StorageError as error:
@@ -290,7 +293,7 @@ class ObjectService:
         if namespace is None:
             return
         try:
-            entry = await self.store.get(self.key(namespaces, namespace, None))
+            entry = self.store.get_now(self.key(namespaces, namespace, None))
         except NotFoundError:
             raise not_found(namespaces, namespace) from None
         if entry.value.get("metadata", {}).get("deletionTimestamp"):
@@ -373,7 +376,9 @@ class ObjectService:
         if resource.kind == "CustomResourceDefinition" and resource.group == CRD_RESOURCE.group:
             self._serve_crd(copy_json(obj))
         # ``obj`` is what was stored (``entry.raw`` is its JSON text): no need to decode that.
-        return WriteResult(self.output(resource, obj, entry.revision), checked.warnings, True)
+        return WriteResult(
+            self.output(resource, obj, entry.revision), checked.warnings, True, entry.raw
+        )
 
     def _crd_status(self, crd: Mapping[str, Any]) -> Body:
         spec = crd.get("spec", {})
@@ -487,7 +492,7 @@ class ObjectService:
         obj["metadata"].pop("resourceVersion", None)
         obj = (manage or self.record_update(resource, options, subresource))(old, obj)
         obj["metadata"].pop("resourceVersion", None)
-        if _canonical(obj) == _canonical(old):
+        if _same_but_version(obj, old) and _canonical(obj) == _canonical(old):
             # Neither the object nor its managed fields changed (a no-op write or apply): no new
             # revision.
             return WriteResult(self.output(resource, old, entry.revision), checked.warnings)
@@ -513,7 +518,10 @@ class ObjectService:
             raise storage_error(error, resource, name) from None
         if resource.kind == "CustomResourceDefinition" and resource.group == CRD_RESOURCE.group:
             self._serve_crd(obj)
-        return WriteResult(self.output(resource, stored.value, stored.revision), checked.warnings)
+        # ``obj`` is what was stored (``stored.raw`` is its JSON text): no need to decode that.
+        return WriteResult(
+            self.output(resource, obj, stored.revision), checked.warnings, stored=stored.raw
+        )
 
     async def patch(
         self,
@@ -868,6 +876,23 @@ class ObjectService:
                 raise
             deleted.append(obj)
         return ListResult(deleted, listed.revision)
+
+
+def _same_but_version(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
+    """Whether two objects are equal apart from ``metadata.resourceVersion``, by Python
+    equality: unequal JSON data is never equal here, so only equal pairs need the stricter
+    (and dearer) comparison of :func:`_canonical` texts (which tells ``1`` from ``true``)."""
+    if a.keys() != b.keys():
+        return False
+    for key, value in a.items():
+        if key == "metadata" and isinstance(value, dict) and isinstance(b[key], dict):
+            other = b[key]
+            keys = value.keys() | other.keys()
+            if any(value.get(k) != other.get(k) for k in keys if k != "resourceVersion"):
+                return False
+        elif value != b[key]:
+            return False
+    return True
 
 
 def _canonical(obj: Mapping[str, Any]) -> str:

@@ -153,14 +153,16 @@ class Procs:
     tmp: Path
     procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
 
-    def start(self, args: list[str], port: int, **kwargs: object) -> subprocess.Popen[bytes]:
+    def start(
+        self, args: list[str], port: int, env: dict[str, str] | None = None
+    ) -> subprocess.Popen[bytes]:
         proc = subprocess.Popen(
             args,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=open(self.tmp / f"{len(self.procs)}.stderr", "wb"),  # noqa: SIM115
             start_new_session=True,
-            **kwargs,  # type: ignore[call-overload]
+            env=env,
         )
         self.procs.append(proc)
         wait_port(port, proc)
@@ -385,12 +387,12 @@ def main() -> int:
                             flush=True,
                         )
             if args.only != "reload":
-                result = kill_run(procs)
+                killed = kill_run(procs)
                 print(
                     "killed backend (shoal, checks every 0.5 s, rise 2, fall 2): "
-                    f"{result['requests']:.0f} requests, {result['failed']:.0f} failed; "
-                    f"out of rotation {result['ejected_after_s']:.2f} s after the kill; "
-                    f"serving again {result['readmitted_after_s']:.2f} s after the restart"
+                    f"{killed['requests']:.0f} requests, {killed['failed']:.0f} failed; "
+                    f"out of rotation {killed['ejected_after_s']:.2f} s after the kill; "
+                    f"serving again {killed['readmitted_after_s']:.2f} s after the restart"
                 )
         finally:
             procs.stop_all()

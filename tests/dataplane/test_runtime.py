@@ -664,3 +664,24 @@ async def test_access_log_json_and_combined(parser: str) -> None:
         else:
             assert '"GET /x?y=1 HTTP/1.1" 200 - "-" "tester"' in line
             assert f"upstream={a.address} route=web" in line
+
+
+async def test_readmission_after_a_swap_reaches_the_new_configuration(parser: str) -> None:
+    """An endpoint ejected under one configuration is readmitted in the next one: the ejection
+    timer set before the swap updates the routes that serve after it."""
+    async with backends("a", "b") as (a, b):
+        outlier = OutlierSettings(consecutive_connect_errors=1, base_ejection_time=0.2)
+        config = one_route(plain(a.address, b.address, outlier=outlier))
+        async with running(config, parser) as proxy:
+            client = Client(proxy.address("web"))
+            await b.stop()
+            for _ in range(4):
+                assert (await client.get())[0] == 200
+            assert b.address in proxy.route("web", "web").excluded
+            await proxy.apply(
+                one_route(plain(a.address, b.address, outlier=outlier, policy="random"))
+            )
+            assert b.address in proxy.route("web", "web").excluded  # the ejection carried over
+            await b.start()
+            await until(lambda: b.address not in proxy.route("web", "web").excluded)
+            await client.close()

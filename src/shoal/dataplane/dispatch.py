@@ -401,11 +401,16 @@ class RouteState:
     # --- health ---
 
     def _refresh(self) -> None:
-        shared = self._shared
-        out = set(shared.outlier.ejected())
-        if shared.active is not None:
-            out |= shared.endpoints.keys() - shared.active.healthy()
-        shared.excluded = frozenset(out)
+        """Recompute the excluded set, here and in the latest state: health events can arrive
+        through an older state (a request or timer from before a swap) that shares the health
+        machines with the current one."""
+        latest = self.latest()
+        for state in (self, latest) if latest is not self else (self,):
+            shared = state._shared
+            out = set(shared.outlier.ejected())
+            if shared.active is not None:
+                out |= shared.endpoints.keys() - shared.active.healthy()
+            shared.excluded = frozenset(out & shared.endpoints.keys())
 
     def check_result(self, transition: Transition | None, address: str, passed: bool) -> None:
         """An active check of ``address`` ended (the runtime recorded it in :attr:`active`)."""

@@ -685,3 +685,47 @@ async def test_readmission_after_a_swap_reaches_the_new_configuration(parser: st
             await b.start()
             await until(lambda: b.address not in proxy.route("web", "web").excluded)
             await client.close()
+
+
+async def test_service_proxy_shape_one_listener_per_service_on_loopback_ips(parser: str) -> None:
+    """kube-proxy's shape: a listener per Service port on its own 127.x address. An apply that
+    changes one Service's endpoints rebuilds that route only; the others keep their objects."""
+    async with backends("a", "b") as (a, b):
+
+        def config(web_backends: tuple[str, ...]) -> RuntimeConfig:
+            listeners = [
+                ListenerConfig(
+                    name=f"default/svc{i}:http",
+                    host=f"127.0.77.{i + 1}",
+                    port=0,
+                    routes=(plain(a.address),),
+                )
+                for i in range(20)
+            ]
+            listeners.append(
+                ListenerConfig(
+                    name="default/web:http",
+                    host="127.0.78.1",
+                    port=0,
+                    routes=(plain(*web_backends),),
+                )
+            )
+            return RuntimeConfig(listeners=tuple(listeners))
+
+        async with running(config((a.address,)), parser) as proxy:
+            before = {r.listener: r for r in proxy.routes()}
+            host, port = proxy.address("default/web:http")
+            assert host == "127.0.78.1"
+            client = Client((host, port))
+            assert await client.get() == (200, "a")
+            await proxy.apply(config((b.address,)))
+            after = {r.listener: r for r in proxy.routes()}
+            assert [name for name in after if after[name] is not before[name]] == [
+                "default/web:http"
+            ]
+            assert proxy.address("default/web:http") == (host, port)
+            assert await client.get() == (200, "b")
+            other = Client(proxy.address("default/svc7:http"))
+            assert await other.get() == (200, "a")
+            await client.close()
+            await other.close()

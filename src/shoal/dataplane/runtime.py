@@ -168,7 +168,9 @@ class _Listener:
 
 
 def _listener_key(config: ListenerConfig) -> tuple[str, str, int]:
-    return ("name", config.name, 0) if config.port == 0 else ("bind", config.host, config.port)
+    if config.port == 0:  # any free port: the same listener is the same name on the same host
+        return ("name", f"{config.name}@{config.host}", 0)
+    return ("bind", config.host, config.port)
 
 
 class _Hooks:
@@ -345,6 +347,14 @@ class Proxy:
                 states: dict[str, RouteState] = {}
                 for route in listener.routes:
                     previous = old.routes.get(route.name) if old is not None else None
+                    if (
+                        previous is not None
+                        and previous.config == route
+                        and previous.listener == listener.name
+                    ):
+                        # Unchanged (most routes, when one Service's endpoints change): keep it.
+                        states[route.name] = previous
+                        continue
                     states[route.name] = RouteState(listener.name, route, hooks, previous)
                 built[key] = states
             # Bind new listeners (before anything is removed, so a failure changes nothing).

@@ -7,9 +7,7 @@ from typing import Any
 from shoal.cluster.readiness import Progress, readiness
 
 
-def deployment(
-    want: int, generation: int = 2, observed: int = 2, **status: int
-) -> dict[str, Any]:
+def deployment(want: int, generation: int = 2, observed: int = 2, **status: int) -> dict[str, Any]:
     return {
         "kind": "Deployment",
         "metadata": {"name": "web", "generation": generation},
@@ -32,6 +30,7 @@ def test_pattern_waits_for_its_ready_condition_at_the_latest_generation() -> Non
     pattern: dict[str, Any] = {
         "kind": "ShardedService",
         "metadata": {"generation": 1},
+        "spec": {"shards": 4, "replicasPerShard": 2},
         "status": {
             "observedGeneration": 1,
             "replicas": 8,

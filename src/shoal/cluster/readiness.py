@@ -80,16 +80,26 @@ def _replicas(obj: Mapping[str, Any]) -> Readiness:
     return Readiness(Progress.READY, f"{available}/{want} available", available, want)
 
 
+def _wanted(obj: Mapping[str, Any]) -> int | None:
+    """The app replicas a pattern asks for (the router's not counted)."""
+    spec = obj.get("spec") or {}
+    if obj.get("kind") == "ShardedService":
+        shards, per_shard = spec.get("shards", 1), spec.get("replicasPerShard", 1)
+        if isinstance(shards, int) and isinstance(per_shard, int):
+            return shards * per_shard
+        return None
+    replicas = spec.get("replicas", 1)
+    return replicas if isinstance(replicas, int) else None
+
+
 def _pattern(obj: Mapping[str, Any]) -> Readiness:
     status = obj.get("status") or {}
-    want = status.get("replicas")
+    want = _wanted(obj)
     ready = status.get("readyReplicas")
-    total = want if isinstance(want, int) and want > 0 else 1
+    total = want if want else 1
     done = ready if isinstance(ready, int) else 0
     condition = _condition(obj, "Ready")
-    counts = (
-        f"{done}/{want} replicas ready" if isinstance(want, int) else "waiting for the controller"
-    )
+    counts = f"{done}/{want} replicas ready" if want is not None else "waiting for the controller"
     if not _observed(obj) or condition is None:
         return Readiness(Progress.WAITING, counts, done, total)
     if condition.get("status") == "True":

@@ -1,0 +1,242 @@
+"""The dispatcher without sockets: a fake clock and timers, request heads from the real parser."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from shoal.dataplane.config import (
+    BackendConfig,
+    HashKey,
+    ListenerConfig,
+    RouteConfig,
+    RuntimeConfig,
+    ShardConfig,
+)
+from shoal.dataplane.dispatch import ListenerDispatcher, RequestPick, RouteState
+from shoal.dataplane.health import Failure, OutlierSettings, PendingSettings
+from shoal.dataplane.http1 import Request, make_request_parser
+from shoal.dataplane.metrics import Exposition
+
+
+class FakeHooks:
+    logging = True
+
+    def __init__(self) -> None:
+        self.now = 100.0
+        self.soon: list[Callable[[], None]] = []
+        self.timers: list[tuple[float, Callable[[], None]]] = []
+        self.done: list[tuple[str, int]] = []
+
+    def time(self) -> float:
+        return self.now
+
+    def call_soon(self, callback: Callable[[], None]) -> None:
+        self.soon.append(callback)
+
+    def call_at(self, when: float, callback: Callable[[], None]) -> None:
+        self.timers.append((when, callback))
+
+    def request_done(self, pick: RequestPick, status: int, duration: float) -> None:
+        self.done.append((pick.request.target.decode(), status))
+
+    def health_changed(self) -> None:
+        pass
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+        due = [t for t in self.timers if t[0] <= self.now]
+        self.timers = [t for t in self.timers if t[0] > self.now]
+        for _, callback in due:
+            callback()
+
+
+def head(target: str = "/", headers: str = "", method: str = "GET") -> Request:
+    raw = f"{method} {target} HTTP/1.1\r\nHost: x\r\n{headers}\r\n".encode()
+    [request, _] = make_request_parser("python").feed(raw)
+    assert isinstance(request, Request)
+    return request
+
+
+def route(*addresses: str, **fields: object) -> RouteConfig:
+    return RouteConfig(
+        name="r",
+        backends=tuple(BackendConfig(a) for a in addresses),
+        **fields,  # type: ignore[arg-type]
+    )
+
+
+def picked(pick: object) -> RequestPick:
+    assert isinstance(pick, RequestPick)
+    return pick
+
+
+def test_hash_on_cookie_and_client_address() -> None:
+    hooks = FakeHooks()
+    addresses = [f"10.0.0.{i}:80" for i in range(1, 6)]
+    by_cookie = ListenerDispatcher(
+        [
+            RouteState(
+                "l", route(*addresses, policy="hash", hash_key=HashKey("cookie", "sid")), hooks
+            )
+        ]
+    )
+    first = {picked(by_cookie.begin(head(headers="Cookie: a=1; sid=u42\r\n"), "1.1.1.1")).address}
+    for peer in ("2.2.2.2", "3.3.3.3"):
+        again = picked(by_cookie.begin(head(headers="Cookie: sid=u42; b=2\r\n"), peer))
+        assert {again.address} == first
+    by_client = ListenerDispatcher(
+        [
+            RouteState(
+                "l", route(*addresses, policy="hash", hash_key=HashKey("client-address")), hooks
+            )
+        ]
+    )
+    seen = {picked(by_client.begin(head(f"/{i}"), "9.9.9.9")).address for i in range(10)}
+    assert len(seen) == 1
+
+
+def test_path_capture_key_and_absolute_form_targets() -> None:
+    hooks = FakeHooks()
+    addresses = [f"10.0.0.{i}:80" for i in range(1, 6)]
+    key = HashKey("path", regexp="/users/([^/]+)")
+    dispatcher = ListenerDispatcher(
+        [RouteState("l", route(*addresses, policy="hash", hash_key=key), hooks)]
+    )
+    owners = {
+        picked(dispatcher.begin(head(target), "1.1.1.1")).address
+        for target in ("/users/ann/a", "/users/ann/b?x=1", "http://example.com/users/ann/c")
+    }
+    assert len(owners) == 1
+
+
+def test_shards_route_a_key_to_one_shard_and_count() -> None:
+    hooks = FakeHooks()
+    config = RouteConfig(
+        name="users",
+        shard_regexp="/users/([^/]+)",
+        shards=tuple(
+            ShardConfig(f"s{i}", (BackendConfig(f"10.0.{i}.1:80"), BackendConfig(f"10.0.{i}.2:80")))
+            for i in range(3)
+        ),
+    )
+    state = RouteState("l", config, hooks)
+    dispatcher = ListenerDispatcher([state])
+    shards = set()
+    for i in range(4):
+        pick = picked(dispatcher.begin(head(f"/users/bob/{i}"), "1.1.1.1"))
+        shards.add(pick.shard)
+        dispatcher.end(pick, 500 if i == 3 else 200)
+    assert len(shards) == 1
+    assert state.router is not None
+    [name] = shards
+    assert (state.router.counters[name].routed, state.router.counters[name].failed) == (4, 1)
+
+
+def test_retry_goes_to_another_endpoint_and_is_bounded_by_the_budget() -> None:
+    hooks = FakeHooks()
+    state = RouteState("l", route("10.0.0.1:80", "10.0.0.2:80", "10.0.0.3:80"), hooks)
+    dispatcher = ListenerDispatcher([state])
+    pick = picked(dispatcher.begin(head(), "1.1.1.1"))
+    first = pick.address
+    assert dispatcher.failed(pick, Failure.CONNECT, True)
+    assert pick.address != first
+    assert not dispatcher.failed(pick, Failure.CONNECT, True)  # max_retries is 1
+    dispatcher.end(pick, 502)
+    assert state.retries == 1
+    # A non-idempotent request that was reset is not sent again.
+    post = picked(dispatcher.begin(head(method="POST"), "1.1.1.1"))
+    assert not dispatcher.failed(post, Failure.RESET, False)
+    dispatcher.end(post, 502)
+    assert all(e.in_flight == 0 for e in state.endpoints())
+
+
+def test_ejection_excludes_and_the_timer_readmits() -> None:
+    hooks = FakeHooks()
+    outlier = OutlierSettings(consecutive_5xx=2, base_ejection_time=5.0)
+    state = RouteState("l", route("10.0.0.1:80", "10.0.0.2:80", outlier=outlier), hooks)
+    dispatcher = ListenerDispatcher([state])
+    failures = 0
+    while "10.0.0.1:80" not in state.excluded:
+        pick = picked(dispatcher.begin(head(), "1.1.1.1"))
+        dispatcher.end(pick, 500 if pick.address == ("10.0.0.1", 80) else 200)
+        failures += 1
+        assert failures < 10
+    assert {picked(dispatcher.begin(head(), "1.1.1.1")).address for _ in range(4)} == {
+        ("10.0.0.2", 80)
+    }
+    hooks.advance(5.0)
+    assert state.excluded == frozenset()
+
+
+def test_a_full_endpoint_queues_and_the_freed_slot_goes_to_the_oldest_waiter() -> None:
+    hooks = FakeHooks()
+    state = RouteState(
+        "l", route("10.0.0.1:80", pending=PendingSettings(max_in_flight=1, max_pending=1)), hooks
+    )
+    dispatcher = ListenerDispatcher([state])
+    first = picked(dispatcher.begin(head("/1"), "1.1.1.1"))
+    second = picked(dispatcher.begin(head("/2"), "1.1.1.1"))
+    assert (first.queued, second.queued) == (False, True)
+    ready: list[str] = []
+    second.on_ready = lambda: ready.append("/2")
+    assert dispatcher.begin(head("/3"), "1.1.1.1") is None  # queue full, no other endpoint
+    assert state.unavailable == 1
+    dispatcher.end(first, 200)
+    assert not second.queued
+    for callback in hooks.soon:
+        callback()
+    assert ready == ["/2"]
+    dispatcher.end(second, 200)
+    assert state.queued == 0
+    assert [e.in_flight for e in state.endpoints()] == [0]
+    assert hooks.done == [("/1", 200), ("/2", 200)]
+
+
+def test_runtime_config_validation_lists_every_problem() -> None:
+    bad = RuntimeConfig(
+        listeners=(
+            ListenerConfig(
+                name="web",
+                port=70000,
+                routes=(
+                    route("nonsense", policy="fastest"),
+                    RouteConfig(name="r", hash_key=HashKey("header")),
+                ),
+            ),
+            ListenerConfig(name="web", port=1, routes=()),
+        )
+    )
+    with pytest.raises(ValueError, match="invalid proxy configuration") as caught:
+        bad.validate()
+    message = str(caught.value)
+    for expected in (
+        "listeners[0].port: must be between 0 and 65535",
+        "listeners[0].routes[0].policy: must be one of",
+        "expected HOST:PORT, got 'nonsense'",
+        "listeners[0].routes[1].name: Duplicate value: 'r'",
+        "listeners[0].routes[1].hashKey.name: Required value",
+        "listeners[1].name: Duplicate value: 'web'",
+    ):
+        assert expected in message
+
+
+def test_exposition_escapes_and_parses() -> None:
+    out = Exposition()
+    out.counter("x_requests_total", "Requests.\nSecond line", [({"path": 'a"b\\c\nd'}, 3)])
+    out.gauge("x_up", "Up.", [({}, 1), ({"k": "v"}, 0.5)])
+    out.histogram("x_seconds", "Latency.", (0.1, 1.0), [({"r": "a"}, [1, 2, 3], 4.5)])
+    families = {f.name: f for f in text_string_to_metric_families(out.render())}
+    assert families["x_requests"].samples[0].labels == {"path": 'a"b\\c\nd'}
+    assert families["x_requests"].samples[0].value == 3
+    assert [s.value for s in families["x_up"].samples] == [1, 0.5]
+    buckets = [
+        (s.labels["le"], s.value)
+        for s in families["x_seconds"].samples
+        if s.name.endswith("_bucket")
+    ]
+    assert buckets == [("0.1", 1), ("1.0", 3), ("+Inf", 6)]
+    with pytest.raises(ValueError, match="added twice"):
+        out.gauge("x_up", "again", [])

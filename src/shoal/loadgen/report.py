@@ -107,7 +107,7 @@ def summarize(
         series.append(
             {
                 "t": round(begin, 3),
-                "requested": round(due / span, 3),
+                "requested": round(due / span, 3) if begin < elapsed else None,
                 "achieved": round(item.completed / window, 3),
                 "requests": item.requests,
                 "errors": item.errors,
@@ -128,6 +128,7 @@ def summarize(
     return {
         "target": str(plan.target),
         "duration": round(elapsed, 6),
+        "window": window,
         "requestedRequestsPerSecond": round(requested, 3),
         "achievedRequestsPerSecond": round(achieved, 3),
         "achievedRatio": round(achieved / requested, 6) if requested else None,
@@ -198,7 +199,7 @@ def line_chart(
     height: int = 280,
 ) -> str:
     """An SVG line chart of ``(name, [(x, y), ...])`` series, with axes, ticks and a legend."""
-    left, right, top, bottom = 70, 20, 34, 46
+    left, right, top, bottom = 70, 34, 34, 46
     points = [p for _, data in series for p in data]
     xs = [p[0] for p in points] or [0.0, 1.0]
     ys = [p[1] for p in points] or [0.0, 1.0]
@@ -269,9 +270,11 @@ def line_chart(
 
 def _charts(summary: Mapping[str, Any]) -> list[str]:
     series = summary.get("series") or []
+    half = float(summary.get("window") or 1.0) / 2
 
     def column(name: str) -> list[tuple[float, float]]:
-        return [(float(p["t"]), float(p[name])) for p in series if p.get(name) is not None]
+        # Each window's figure is drawn at its middle.
+        return [(float(p["t"]) + half, float(p[name])) for p in series if p.get(name) is not None]
 
     latency = line_chart(
         "Latency over time (from intended start)",

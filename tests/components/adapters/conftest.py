@@ -6,7 +6,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from adapter_servers import RedisServer
+
+from .adapter_servers import RedisServer
 
 
 @pytest.fixture

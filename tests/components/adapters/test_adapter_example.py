@@ -8,11 +8,11 @@ import json
 import time
 from pathlib import Path
 
-from adapter_servers import RedisServer
-
 from shoal.cli.adapter import adapter_group
 from shoal.components.adapters.logs import LogsSettings, run_logs
 from shoal.model import ReplicatedService, load_manifests
+
+from .adapter_servers import RedisServer
 
 EXAMPLE = next((Path(__file__).resolve().parents[3] / "examples").glob("*-adapters"))
 

@@ -15,7 +15,6 @@ from typing import Any
 
 import aiohttp
 import pytest
-from adapter_servers import RedisServer, free_port
 from aiohttp import web
 from click.testing import CliRunner
 from hypothesis import given
@@ -35,6 +34,8 @@ from shoal.components.adapters.health import (
 )
 from shoal.errors import InvalidObjectsError
 from shoal.model.configfile import load_config_text
+
+from .adapter_servers import RedisServer, free_port
 
 # --- parsing -------------------------------------------------------------------------------
 

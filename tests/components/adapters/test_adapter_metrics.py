@@ -15,7 +15,6 @@ from typing import Any
 
 import aiohttp
 import pytest
-from adapter_servers import RedisServer, free_port
 from aiohttp import web
 from click.testing import CliRunner
 from prometheus_client.parser import text_string_to_metric_families
@@ -32,6 +31,8 @@ from shoal.components.adapters.metrics import (
     stats_url,
 )
 from shoal.model.configfile import load_config_text
+
+from .adapter_servers import RedisServer, free_port
 
 
 def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:

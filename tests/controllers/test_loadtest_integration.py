@@ -173,7 +173,7 @@ async def cluster(
 
 
 async def test_the_talks_loadtest_succeeds_with_its_figures() -> None:
-    async with cluster() as (api, node, _):
+    async with cluster() as (api, node, server):
         await api.create(LOADTESTS, talk_loadtest(thresholds=["error_ratio<0.01", "p(99)<5s"]))
         body = await until(ended(api))
         status = body["status"]
@@ -204,8 +204,19 @@ async def test_the_talks_loadtest_succeeds_with_its_figures() -> None:
         assert row["Service"] == "my-cool-service"
         assert row["Achieved"] == status["achievedRequestsPerSecond"]
         assert row["Succeeded"] == "True"
-        # The controller does nothing more for a finished generation.
-        await asyncio.sleep(0)
+        # shoal loadtest report, as a user runs it.
+        report = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "shoal", "loadtest", "report", "my-cool-loadtest",
+            "--kubeconfig", str(server.kubeconfig), "-n", NS,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        async with asyncio.timeout(60):
+            out, err = await report.communicate()
+        assert report.returncode == 0, err.decode()
+        text = out.decode()
+        for expected in ("my-cool-service", "Succeeded", "GET /some/other/path", "p(99)<5s"):
+            assert expected in text
+        # Nothing more happens for a finished generation: no second pod.
         assert node.started == ["my-cool-loadtest-gen-1"]
 
 

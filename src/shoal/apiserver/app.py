@@ -22,7 +22,7 @@ from typing import Any, cast
 import yaml
 from aiohttp import web
 
-from shoal.apiserver import openapi, patching, protobuf, scaling
+from shoal.apiserver import aggregated, openapi, patching, protobuf, scaling
 from shoal.apiserver.paths import Discovery, ObjectPath, parse_path
 from shoal.apiserver.records import item_text
 from shoal.apiserver.resources import Resource
@@ -161,6 +161,14 @@ async def _dispatch(request: web.Request) -> web.StreamResponse:
         raise APIError("NotFound", NOT_FOUND)
     if isinstance(target, Discovery):
         _only(request, "GET")
+        if target.what in ("api", "apis"):
+            version = aggregated.wants_aggregated(request.headers.get("Accept", ""))
+            if version is not None:
+                document = aggregated.aggregated_discovery(service.registry, target.what, version)
+                return web.Response(
+                    body=json.dumps(document, separators=(",", ":")).encode(),
+                    headers={"Content-Type": aggregated.MEDIA_TYPES[version]},
+                )
         return _json_response(_discovery(request, target))
     return await _resource_request(request, service, target)
 

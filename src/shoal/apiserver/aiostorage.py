@@ -87,6 +87,9 @@ class AsyncStore:
         self._stopping = asyncio.Event()
         self._closed = False
         self._loop_reader: Store | None = None
+        self.observers: list[Callable[[list[Event]], None]] = []
+        """Called on the loop with each commit's events, after the watches got them and before
+        the writers are answered (for caches of stored state)."""
 
     @classmethod
     @contextlib.asynccontextmanager
@@ -171,7 +174,13 @@ class AsyncStore:
                     raise
                 logger.error("a batch of %d writes failed: %s", len(batch), exc)
                 continue
-            self._broadcaster.publish([r for r in results if isinstance(r, Event)])
+            committed = [r for r in results if isinstance(r, Event)]
+            self._broadcaster.publish(committed)
+            for observer in self.observers:
+                try:
+                    observer(committed)
+                except Exception:  # an observer's bug must not stop the writer
+                    logger.exception("a commit observer failed")
             for item, result in zip(batch, results, strict=True):
                 if item.done.done():  # the caller was cancelled; the write happened all the same
                     continue

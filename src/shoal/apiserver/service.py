@@ -31,7 +31,14 @@ from shoal.apiserver.clusterip import (
     used_ips,
 )
 from shoal.apiserver.patching import PatchError
-from shoal.apiserver.records import Entry, collection_key, copy_json, item_text, object_key
+from shoal.apiserver.records import (
+    Entry,
+    Event,
+    collection_key,
+    copy_json,
+    item_text,
+    object_key,
+)
 from shoal.apiserver.resources import CRD_RESOURCE, Registry, Resource
 from shoal.apiserver.selectors import FieldSelector, LabelSelector
 from shoal.apiserver.status import APIError
@@ -120,6 +127,9 @@ def storage_error(error: StorageError, resource: Resource, name: str = "") -> AP
     return APIError(error.reason, str(error))
 
 
+_NAMESPACE_PREFIX = collection_key("", "namespaces")
+
+
 class ObjectService:
     """Every object operation of the API server (see the module docstring)."""
 
@@ -134,6 +144,11 @@ class ObjectService:
         """Where Services' cluster IPs come from (see :mod:`~shoal.apiserver.clusterip`)."""
         self._allocating: set[str] = set()
         """Cluster IPs chosen by creates still being written (two creates never share one)."""
+        self._namespaces: dict[str, bool] = {}
+        """Namespaces known to exist, with whether they are terminating: every namespaced
+        create checks its namespace, and this spares the read. Entries go when a commit touches
+        the namespace (the store's observers run before any writer is answered)."""
+        store.observers.append(self._forget_namespaces)
 
     # -- helpers ----------------------------------------------------------------------------
 
@@ -287,16 +302,26 @@ class ObjectService:
 
     # -- writes -----------------------------------------------------------------------------
 
+    def _forget_namespaces(self, events: builtins.list[Event]) -> None:
+        for event in events:
+            if event.key.startswith(_NAMESPACE_PREFIX):
+                self._namespaces.pop(event.key[len(_NAMESPACE_PREFIX) :], None)
+
     async def _check_namespace(self, namespace: str | None) -> None:
         namespaces = self.registry.lookup("", "v1", "namespaces")
         assert namespaces is not None
         if namespace is None:
             return
-        try:
-            entry = self.store.get_now(self.key(namespaces, namespace, None))
-        except NotFoundError:
-            raise not_found(namespaces, namespace) from None
-        if entry.value.get("metadata", {}).get("deletionTimestamp"):
+        terminating = self._namespaces.get(namespace)
+        if terminating is None:
+            try:
+                entry = self.store.get_now(self.key(namespaces, namespace, None))
+            except NotFoundError:
+                raise not_found(namespaces, namespace) from None
+            # No await between the read and this: no commit's observer can run in between.
+            terminating = bool(entry.value.get("metadata", {}).get("deletionTimestamp"))
+            self._namespaces[namespace] = terminating
+        if terminating:
             raise APIError(
                 "Forbidden",
                 f"unable to create new content in namespace {namespace} because it is being "

@@ -5,9 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from _controllers_cluster import cluster, make_ready, until
 
 from shoal.client import APIConflict, APINotFound, ResourceRef
+
+from ._controllers_cluster import cluster, make_ready, until
 
 SHARDED = ResourceRef("patterns.shoal.dev/v1", "ShardedService", "default")
 DEPLOYMENT = ResourceRef("apps/v1", "Deployment", "default")

@@ -7,11 +7,12 @@ import sys
 from typing import Any
 
 import pytest
-from _controllers_cluster import Cluster, change, cluster, make_ready, until
 
 from shoal.cli.objects import CommandError
 from shoal.cli.rollout import rollout_message, undo_target
 from shoal.client import ResourceRef
+
+from ._controllers_cluster import Cluster, change, cluster, make_ready, until
 
 DEPLOYMENT = ResourceRef("apps/v1", "Deployment", "default")
 

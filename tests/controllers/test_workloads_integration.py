@@ -8,10 +8,11 @@ import shutil
 from typing import Any
 
 import pytest
-from _controllers_cluster import POD, Cluster, change, cluster, make_ready, until
 
 from shoal.client import ResourceRef
 from shoal.controllers.rollout import LABEL_HASH
+
+from ._controllers_cluster import POD, Cluster, change, cluster, make_ready, until
 
 DEPLOYMENT = ResourceRef("apps/v1", "Deployment", "default")
 RS = ResourceRef("apps/v1", "ReplicaSet", "default")

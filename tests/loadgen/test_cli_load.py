@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from loadgen_server import serving
+from .loadgen_server import serving
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "13-load-generator"
 

@@ -7,7 +7,6 @@ import asyncio
 import socket
 
 import pytest
-from loadgen_server import serving
 
 from shoal.loadgen import (
     ArrivalSchedule,
@@ -19,6 +18,8 @@ from shoal.loadgen import (
     run_workers,
     summarize,
 )
+
+from .loadgen_server import serving
 
 SETTINGS = LoadSettings(connections=16, drop_after=30.0, timeout=30.0)
 

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import pytest
-from loadgen_sim import Simulation
 
 from shoal.loadgen.plan import ArrivalSchedule, LoadPlan, LoadSettings, RequestSpec, parse_target
 from shoal.loadgen.report import summarize
 from shoal.loadgen.stats import RunStats
+
+from .loadgen_sim import Simulation
 
 TARGET = parse_target("http://127.0.0.1:8080/")[0]
 

@@ -10,7 +10,11 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-from node_helpers import (
+
+from shoal.client import ResourceRef
+from shoal.node.logs import log_dir
+
+from .node_helpers import (
     HTTP_APP,
     PODS,
     condition,
@@ -24,9 +28,6 @@ from node_helpers import (
     ready,
     running_node,
 )
-
-from shoal.client import ResourceRef
-from shoal.node.logs import log_dir
 
 CONFIG_MAPS = ResourceRef("v1", "ConfigMap", "default")
 SECRETS = ResourceRef("v1", "Secret", "default")

@@ -11,7 +11,10 @@ import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-from node_helpers import (
+from shoal.client.http import HTTPClient
+from shoal.testing import LocalAPIServer, api_server
+
+from .node_helpers import (
     HTTP_APP,
     PODS,
     eventually,
@@ -21,9 +24,6 @@ from node_helpers import (
     python_container,
     ready,
 )
-
-from shoal.client.http import HTTPClient
-from shoal.testing import LocalAPIServer, api_server
 
 
 def _open_log(data_dir: Path) -> int:

@@ -6,7 +6,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from ambassador_servers import MemcachedServer, RedisServer
+
+from .ambassador_servers import MemcachedServer, RedisServer
 
 
 @pytest.fixture

@@ -10,7 +10,6 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from ambassador_servers import RedisServer, free_port
 from click.testing import CliRunner
 
 from shoal.cli import main
@@ -18,6 +17,8 @@ from shoal.components.ambassadors.config import load_config
 from shoal.components.ambassadors.resp import encode_command
 from shoal.components.ambassadors.servers import ServerSpec
 from shoal.errors import InvalidObjectsError
+
+from .ambassador_servers import RedisServer, free_port
 
 
 def test_yaml_form_with_both_server_forms(tmp_path: Path) -> None:

@@ -6,10 +6,10 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 
-from ambassador_servers import Client, MemcachedServer
-
 from shoal.components.ambassadors import Ambassador, AmbassadorSettings, HealthSettings
 from shoal.components.ambassadors.servers import parse_server
+
+from .ambassador_servers import Client, MemcachedServer
 
 
 @contextlib.asynccontextmanager

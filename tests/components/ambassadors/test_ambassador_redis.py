@@ -8,11 +8,12 @@ import logging
 from collections.abc import AsyncIterator
 
 import pytest
-from ambassador_servers import Client, RedisServer
 
 from shoal.components.ambassadors import Ambassador, AmbassadorSettings, HealthSettings
 from shoal.components.ambassadors.resp import ReplyError, encode_command
 from shoal.components.ambassadors.servers import ServerSpec, parse_server
+
+from .ambassador_servers import Client, RedisServer
 
 
 def specs(servers: list[RedisServer]) -> list[ServerSpec]:

@@ -11,7 +11,6 @@ from pathlib import Path
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from sidecar_http import App, request
 
 from shoal.components.sidecars.auth import (
     Allow,
@@ -28,6 +27,8 @@ from shoal.components.sidecars.auth import (
     parse_rate,
     parse_tokens,
 )
+
+from .sidecar_http import App, request
 
 
 def sha256_line(user: str, password: str) -> str:

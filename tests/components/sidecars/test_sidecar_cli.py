@@ -11,10 +11,11 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from sidecar_certs import authority, write_pair
-from sidecar_http import App, request
 
 from shoal.cli import main
+
+from .sidecar_certs import authority, write_pair
+from .sidecar_http import App, request
 
 WAIT = 10.0
 

@@ -13,7 +13,6 @@ from pathlib import Path
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from sidecar_http import App
 
 from shoal.client import HTTPClient, ResourceRef
 from shoal.components.sidecars.configsync import (
@@ -25,6 +24,8 @@ from shoal.components.sidecars.configsync import (
     payload,
 )
 from shoal.testing import api_server
+
+from .sidecar_http import App
 
 WAIT = 10.0
 CONFIGMAPS = ResourceRef("v1", "ConfigMap", "default")

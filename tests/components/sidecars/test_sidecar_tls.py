@@ -13,8 +13,6 @@ from pathlib import Path
 
 import pytest
 from cryptography import x509
-from sidecar_certs import Authority, authority, write_pair
-from sidecar_http import App, request
 
 from shoal.components.sidecars.tls import (
     CertificateError,
@@ -26,6 +24,9 @@ from shoal.components.sidecars.tls import (
     tls_sidecar,
 )
 from shoal.dataplane.driver import ProxyServer
+
+from .sidecar_certs import Authority, authority, write_pair
+from .sidecar_http import App, request
 
 A = (1, 10, 100, 1000)
 B = (1, 11, 100, 2000)

@@ -9,10 +9,10 @@ import json
 import math
 from collections.abc import AsyncIterator
 
-from split_http import App, request
-
 from shoal.components.split import Mirror, SplitCounts, SplitSettings, split_ambassador
 from shoal.dataplane.driver import ProxyServer
+
+from .split_http import App, request
 
 WAIT = 10.0
 

@@ -295,6 +295,19 @@ class TestUpdates:
         assert fields["fieldsV1"]["f:metadata"] == {"f:labels": {".": {}, "f:app": {}}}
         assert fields["fieldsV1"]["f:spec"]["f:replicas"] == {}
 
+    def test_rewriting_owned_values_keeps_the_entries_as_they_were(self) -> None:
+        """The same manager changing only values it owns: entries (and their times) unchanged,
+        as copies of the stored ones; a new field, or another manager, rebuilds them."""
+        created = record_update(None, config(replicas=2), "kubectl-create", T1)
+        again = record_update(created, config(replicas=5), "kubectl-create", T2)
+        assert again["spec"]["replicas"] == 5
+        assert again["metadata"]["managedFields"] == created["metadata"]["managedFields"]
+        again["metadata"]["managedFields"][0]["manager"] = "changed"
+        assert created["metadata"]["managedFields"][0]["manager"] == "kubectl-create"
+        other = record_update(created, config(replicas=6), "scaler", T2)
+        assert owners(other, ".spec.replicas") == {"scaler"}
+        assert entry(other, "kubectl-create", "Update")["time"] == T1
+
     def test_apply_after_create_conflicts_with_the_creator(self) -> None:
         """An applier changing a field ``kubectl create`` wrote conflicts ``using`` its version."""
         created = record_update(None, config(), "kubectl-create", T1)

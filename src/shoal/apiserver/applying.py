@@ -867,5 +867,12 @@ def record_update(
                 subresource=subresource,
             )
         )
-    _write_entries(result, _dedupe(out))
+    kept = list(_dedupe(out))
+    stored = (old.get("metadata") or {}).get("managedFields") if old is not None else None
+    if given is None and kept == entries and all(e.fields for e in kept) and stored:
+        # Nobody's fields changed (a controller rewriting the values it owns, the common
+        # steady state): the stored entries stand as they are, without rebuilding them.
+        metadata["managedFields"] = copy_json(stored)
+    else:
+        _write_entries(result, kept)
     return result

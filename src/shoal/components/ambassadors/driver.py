@@ -66,14 +66,23 @@ log = logging.getLogger("shoal.ambassador")
 class _Slot:
     """A reply owed to a client, in request order; ``reply`` is None until it is known."""
 
-    __slots__ = ("client", "gather", "index", "reply", "retrieval")
+    __slots__ = ("client", "reply")
 
     def __init__(self, client: _Client, reply: bytes | None = None) -> None:
         self.client = client
         self.reply = reply
-        self.gather: _Gather | None = None
-        self.index = 0
-        self.retrieval = False
+
+
+class _PartSlot(_Slot):
+    """The reply to one part of a split request: it goes to the gather, not to the client."""
+
+    __slots__ = ("gather", "index")
+
+    def __init__(self, client: _Client, gather: _Gather, index: int) -> None:
+        self.client = client
+        self.reply = None
+        self.gather = gather
+        self.index = index
 
 
 class _Gather:
@@ -89,8 +98,8 @@ class _Gather:
 
 
 def _fill(slot: _Slot, reply: bytes, dirty: list[_Client]) -> None:
-    gather = slot.gather
-    if gather is not None:
+    if type(slot) is _PartSlot:
+        gather = slot.gather
         gather.replies[slot.index] = reply
         gather.remaining -= 1
         if gather.remaining:
@@ -114,6 +123,10 @@ class _ServerConn(asyncio.Protocol):
         self.state = "closed"  # closed | connecting | open
         self.out: list[bytes] = []
         self.pending: deque[_Slot] = deque()
+        self.kinds: deque[bool] = deque()
+        """memcached only, aligned with ``pending``: is the reply a retrieval (VALUE ... END)?"""
+        self.requests = 0
+        """Requests sent on this connection (the metrics' per-server count)."""
         self.buf = b""
         self.queued = False
         self.since = 0.0
@@ -121,11 +134,15 @@ class _ServerConn(asyncio.Protocol):
 
     # -- sending
 
-    def send(self, raw: bytes, slot: _Slot | None, now: float) -> None:
+    def send(self, raw: bytes, slot: _Slot | None, now: float, retrieval: bool = False) -> None:
+        """Queue ``raw``; ``slot`` gets the reply (None: none is owed). ``retrieval``: memcached
+        get-like reply."""
         if slot is not None:
             if not self.pending:
                 self.since = now
             self.pending.append(slot)
+            if self.backend.memcached:
+                self.kinds.append(retrieval)
         self.out.append(raw)
         if not self.queued:
             self.queued = True
@@ -168,18 +185,51 @@ class _ServerConn(asyncio.Protocol):
         pending = self.pending
         dirty: list[_Client] = []
         pos = 0
-        memcached = self.backend.memcached
+        size = len(buf)
         try:
-            while pending:
-                if memcached:
-                    end = memcache.response_end(buf, pos, pending[0].retrieval)
-                else:
-                    end = resp.reply_end(buf, pos)
-                if end < 0:
-                    break
-                _fill(pending.popleft(), buf[pos:end], dirty)
-                pos = end
-        except (resp.ReplyError, memcache.ResponseError) as error:
+            if self.backend.memcached:
+                kinds = self.kinds
+                while pending:
+                    end = memcache.response_end(buf, pos, kinds[0])
+                    if end < 0:
+                        break
+                    kinds.popleft()
+                    _fill(pending.popleft(), buf[pos:end], dirty)
+                    pos = end
+            else:
+                popleft = pending.popleft
+                while pending and pos < size:
+                    # The hot path, one pass per reply: bulk, simple and integer replies are
+                    # framed inline; arrays (and anything odd) go through reply_end.
+                    kind = buf[pos]
+                    if kind == 36:  # $
+                        eol = buf.find(b"\r\n", pos)
+                        if eol < 0:
+                            break
+                        length = int(buf[pos + 1 : eol])
+                        end = eol + 2 if length < 0 else eol + length + 4
+                        if end > size:
+                            break
+                    elif kind == 43 or kind == 58 or kind == 45:  # + : -
+                        eol = buf.find(b"\r\n", pos)
+                        if eol < 0:
+                            break
+                        end = eol + 2
+                    else:
+                        end = resp.reply_end(buf, pos)
+                        if end < 0:
+                            break
+                    slot = popleft()
+                    if type(slot) is _Slot:
+                        slot.reply = buf[pos:end]
+                        client = slot.client
+                        if not client.dirty:
+                            client.dirty = True
+                            dirty.append(client)
+                    else:
+                        _fill(slot, buf[pos:end], dirty)
+                    pos = end
+        except (resp.ReplyError, memcache.ResponseError, ValueError) as error:
             self.fail(f"protocol error from the server: {error}")
             buf, pos = b"", 0
         else:
@@ -188,9 +238,10 @@ class _ServerConn(asyncio.Protocol):
                 buf, pos = b"", 0
         self.buf = buf[pos:] if pos < len(buf) else b""
         if pos:
-            self.since = self.ambassador.loop.time()
-            if self.ambassador.router.health.any_down:
-                self.ambassador.server_ok(self.backend)
+            ambassador = self.ambassador
+            self.since = ambassador.loop.time()
+            if ambassador.router.health.any_down:
+                ambassador.server_ok(self.backend)
         for client in dirty:
             client.flush()
 
@@ -209,11 +260,12 @@ class _ServerConn(asyncio.Protocol):
         self.buf = b""
         self.ambassador.server_failed(self.backend, reason)
         pending, self.pending = self.pending, deque()
+        self.kinds = deque()
         error = self.backend.error()
         dirty: list[_Client] = []
         for slot in pending:
             _fill(slot, error, dirty)
-        self.backend.ambassador.metrics.server_errors[self.backend.spec.key] += len(pending)
+        self.ambassador.metrics.server_errors[self.backend.spec.key] += len(pending)
         for client in dirty:
             client.flush()
 
@@ -326,10 +378,13 @@ class _Client(asyncio.Protocol):
             rplan = ambassador.redis_planner
             events = self.parser.feed(data)
             metrics.requests += len(events)
+            command = resp.Command
             for revent in events:
-                if isinstance(revent, resp.Command):
-                    plan = rplan.plan(revent.args, revent.raw, now)
+                if type(revent) is command:
+                    args, raw = revent
+                    plan = rplan.plan(args, raw, now)
                 else:
+                    assert isinstance(revent, resp.BadRequest)
                     metrics.bad_requests += 1
                     slots.append(_Slot(self, revent.reply))
                     if revent.fatal:
@@ -353,27 +408,23 @@ class _Client(asyncio.Protocol):
     ) -> bool:
         """Carry out one plan; True when the connection is to close after the replies so far."""
         if type(plan) is Forward:
-            backend = backends[plan.server]
+            conn = backends[plan.server].conn()
+            conn.requests += 1
             if plan.reply:
                 slot = _Slot(self)
-                slot.retrieval = plan.retrieval
                 self.slots.append(slot)
-                backend.conn().send(plan.raw, slot, now)
+                conn.send(plan.raw, slot, now, plan.retrieval)
             else:
-                backend.conn().send(plan.raw, None, now)
-            self.ambassador.metrics.server_requests[plan.server] += 1
+                conn.send(plan.raw, None, now)
             return False
         if type(plan) is Split:
             parent = _Slot(self)
             self.slots.append(parent)
             gather = _Gather(plan, parent)
             for index, part in enumerate(plan.parts):
-                child = _Slot(self)
-                child.gather = gather
-                child.index = index
-                child.retrieval = self.memcached
-                backends[part.server].conn().send(part.raw, child, now)
-                self.ambassador.metrics.server_requests[part.server] += 1
+                conn = backends[part.server].conn()
+                conn.requests += 1
+                conn.send(part.raw, _PartSlot(self, gather, index), now, self.memcached)
             self.ambassador.metrics.splits += 1
             return False
         assert type(plan) is Answer
@@ -456,6 +507,13 @@ class Ambassador:
             lambda: _Client(self), host, port, backlog=self.settings.backlog
         )
         self._schedule_sweep()
+
+    def render_metrics(self) -> str:
+        """The Prometheus text exposition of this ambassador's counters."""
+        for key, backend in self.backends.items():
+            # Counted per connection on the hot path (an int, not a Counter lookup).
+            self.metrics.server_requests[key] = sum(conn.requests for conn in backend.conns)
+        return self.metrics.render(len(self.clients))
 
     def flush_servers(self) -> None:
         """Write what every client sent this loop iteration, one write per server connection."""

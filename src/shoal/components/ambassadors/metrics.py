@@ -36,7 +36,8 @@ class AmbassadorMetrics:
     splits: int = 0
     """Multi-key requests split over several servers."""
     server_requests: Counter[str] = field(default_factory=Counter)
-    """Requests (or parts of split requests) sent to each server."""
+    """Requests (or parts of split requests) sent to each server (filled in by the driver's
+    ``render_metrics``)."""
     server_errors: Counter[str] = field(default_factory=Counter)
     """Requests failed because their server connection failed."""
     server_failures: Counter[str] = field(default_factory=Counter)

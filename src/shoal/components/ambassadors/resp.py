@@ -180,9 +180,12 @@ class RequestParser:
         return eol
 
     def _multibulk(self, buf: bytes, pos: int, out: list[Command | BadRequest]) -> int:
-        eol = self._line(buf, pos, out, "mbulk count string")
+        # The hot path: one call per pipelined command, so header lines are found inline and
+        # _line (which tells "incomplete" from "too long") runs only when a line has no end yet.
+        limit = self.max_inline_bytes + 2
+        eol = buf.find(b"\r\n", pos, pos + limit)
         if eol < 0:
-            return eol
+            return self._line(buf, pos, out, "mbulk count string")
         try:
             count = int(buf[pos + 1 : eol])
         except ValueError:
@@ -194,35 +197,36 @@ class RequestParser:
             return at
         args: list[bytes] = []
         end = len(buf)
+        max_bulk = self.max_bulk_bytes
         for index in range(count):
             if at >= end:
                 return -1
             if buf[at] != 36:  # b"$"
                 return self._fatal(out, f"expected '$', got '{chr(buf[at])}'")
-            eol = self._line(buf, at, out, "bulk count string")
+            eol = buf.find(b"\r\n", at, at + limit)
             if eol < 0:
-                return eol
+                return self._line(buf, at, out, "bulk count string")
             try:
                 size = int(buf[at + 1 : eol])
             except ValueError:
                 return self._fatal(out, "invalid bulk length")
             if size < 0:
                 return self._fatal(out, "invalid bulk length")
-            if size > self.max_bulk_bytes:
+            if size > max_bulk:
                 # Skip the rest of this command as it streams in, then answer in its place.
                 name = args[0].decode("latin-1").upper() if args else "?"
                 self._discard_body = size + 2
                 self._discard_args = count - index - 1
                 self._discard_reply = encode_error(
                     f"ERR argument {index} of '{name}' is {size} bytes: over the ambassador's "
-                    f"limit of {self.max_bulk_bytes} bytes"
+                    f"limit of {max_bulk} bytes"
                 )
                 return eol + 2
             start = eol + 2
             stop = start + size
             if stop + 2 > end:
                 return -1
-            if buf[stop : stop + 2] != _CRLF:
+            if buf[stop] != 13 or buf[stop + 1] != 10:  # CRLF
                 return self._fatal(out, "bulk argument not followed by CRLF")
             args.append(buf[start:stop])
             at = stop + 2

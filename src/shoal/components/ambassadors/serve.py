@@ -33,7 +33,7 @@ async def _admin(
     parts = head.split(b"\r\n", 1)[0].split()
     path = parts[1].split(b"?", 1)[0] if len(parts) >= 2 else b""
     if len(parts) >= 2 and parts[0] == b"GET" and path == b"/metrics":
-        body = ambassador.metrics.render(len(ambassador.clients)).encode()
+        body = ambassador.render_metrics().encode()
         status, ctype = b"200 OK", b"text/plain; version=0.0.4; charset=utf-8"
     elif len(parts) >= 2 and parts[0] == b"GET" and path == b"/healthz":
         body, status, ctype = b"ok\n", b"200 OK", b"text/plain"

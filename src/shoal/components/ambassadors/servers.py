@@ -23,11 +23,12 @@ the key that is hashed (a ``{hash tag}`` when there is one), then the owner, or 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Final
+from zlib import crc32
 
-from shoal.dataplane.hashing import Hasher, HashingSettings, make_hasher
+from shoal.dataplane.hashing import Hasher, HashingSettings, MaglevHasher, make_hasher
 
 __all__ = [
     "DEFAULT_HASH_TAG",
@@ -183,7 +184,7 @@ class ServerHealth:
 class KeyRouter:
     """Key to server: hash tag, hasher, health. ``route`` answers ``(server, usable)``."""
 
-    __slots__ = ("_eject", "_lookup", "_tag", "hasher", "health")
+    __slots__ = ("_eject", "_lookup", "_open", "_tag", "hasher", "health")
 
     def __init__(
         self,
@@ -202,16 +203,24 @@ class KeyRouter:
         )
         self.health = ServerHealth(names, health)
         self._tag = hash_tag.encode()
-        self._lookup = self.hasher.lookup
+        self._open = self._tag[:1]
         self._eject = self.health.settings.auto_eject
+        self._lookup: Callable[[bytes], str] = self.hasher.lookup
+        if isinstance(self.hasher, MaglevHasher):
+            # The hot path: Maglev's lookup is one index into its table (the same answer as
+            # hasher.lookup, without the method call and the str check).
+            table, size = self.hasher.table, len(self.hasher.table)
+            self._lookup = lambda key: table[crc32(key) % size]
 
     def owner(self, key: bytes) -> str:
         """The server the hash gives ``key`` when every server is up."""
-        return self._lookup(hashed_part(key, self._tag) if self._tag else key)
+        return self._lookup(
+            hashed_part(key, self._tag) if self._open and self._open in key else key
+        )
 
     def route(self, key: bytes, now: float) -> tuple[str, bool]:
         """The server for ``key`` and whether it may be used now (if not, it is the one to name)."""
-        part = hashed_part(key, self._tag) if self._tag else key
+        part = hashed_part(key, self._tag) if self._open and self._open in key else key
         server = self._lookup(part)
         health = self.health
         if not health.any_down or health.available(server, now):

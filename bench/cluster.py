@@ -109,6 +109,15 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def schedstat(pid: int) -> tuple[float, float]:
+    """Seconds a process has run on a CPU, and waited runnable for one (``/proc/PID/schedstat``)."""
+    try:
+        on_cpu, waiting, _ = Path(f"/proc/{pid}/schedstat").read_text().split()
+    except (OSError, ValueError):
+        return 0.0, 0.0
+    return int(on_cpu) / 1e9, int(waiting) / 1e9
+
+
 def percentile(values: Sequence[float], q: float) -> float:
     """Nearest-rank percentile (q in 0..100): p99 of 50 values is the largest."""
     ordered = sorted(values)
@@ -609,6 +618,10 @@ class Throughput:
     ratios: dict[str, list[float]] = field(default_factory=dict)
     cpu_us: dict[str, list[float]] = field(default_factory=dict)
     pods_cpu_us: dict[str, list[float]] = field(default_factory=dict)
+    hop_waiting: dict[str, list[float]] = field(default_factory=dict)
+    """Per hop: seconds waited runnable per second of the run (the machine's other work)."""
+    hop_running: dict[str, list[float]] = field(default_factory=dict)
+    """Per hop: seconds on a CPU per second of the run (1.0: a full core)."""
 
 
 async def throughput(
@@ -659,8 +672,11 @@ async def throughput(
             for name in order:
                 urls, pid = targets[name]
                 cpu_before = cpu_seconds(pid) if pid else 0.0
+                sched_before = schedstat(pid) if pid else (0.0, 0.0)
                 pods_before = sum(cpu_seconds(p) for p in app_pids)
+                wall = time.monotonic()
                 result = await wrk(urls, connections, duration)
+                wall = time.monotonic() - wall
                 pods_cpu = sum(cpu_seconds(p) for p in app_pids) - pods_before
                 this_round[name] = result
                 out.results.setdefault(name, []).append(result)
@@ -668,6 +684,9 @@ async def throughput(
                 if pid:
                     cpu = cpu_seconds(pid) - cpu_before
                     out.cpu_us.setdefault(name, []).append(1e6 * cpu / result.requests)
+                    running, waiting = schedstat(pid)
+                    out.hop_running.setdefault(name, []).append((running - sched_before[0]) / wall)
+                    out.hop_waiting.setdefault(name, []).append((waiting - sched_before[1]) / wall)
             for name, result in this_round.items():
                 out.ratios.setdefault(f"{name}/direct x4", []).append(
                     result.rps / this_round["direct x4"].rps
@@ -851,14 +870,14 @@ def render(report: Report, args: argparse.Namespace, elapsed: float) -> str:
                 "/ direct x4",
                 "/ direct x1",
                 "hop CPU µs/req",
+                "hop on CPU s/s",
+                "hop runnable, waiting s/s",
                 "pods CPU µs/req",
                 "rounds req/s",
             ]
         )
     )
-    lines.append(
-        _row(["---", "---:", "---:", "---:", "---:", "---:", "---:", "---:", "---:", "---"])
-    )
+    lines.append(_row(["---", *["---:"] * 10, "---"]))
     for name, results in rps.results.items():
         cpu = rps.cpu_us.get(name)
         lines.append(
@@ -872,6 +891,8 @@ def render(report: Report, args: argparse.Namespace, elapsed: float) -> str:
                     f"{median(rps.ratios[f'{name}/direct x4']):.2f}",
                     f"{median(rps.ratios[f'{name}/direct x1']):.2f}",
                     f"{median(cpu):.0f}" if cpu else "",
+                    f"{median(rps.hop_running[name]):.2f}" if cpu else "",
+                    f"{median(rps.hop_waiting[name]):.2f}" if cpu else "",
                     f"{median(rps.pods_cpu_us[name]):.0f}",
                     ", ".join(f"{r.rps:,.0f}" for r in results),
                 ]

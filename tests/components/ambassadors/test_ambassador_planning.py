@@ -243,3 +243,19 @@ def test_split_parts_cover_every_key_once(keys: list[bytes]) -> None:
     assert positions == list(range(len(keys)))
     for part in got.parts:
         assert resp.decode(part.raw) == [b"DEL", *(keys[i] for i in part.positions)]
+
+
+@given(
+    st.lists(st.binary(max_size=8), min_size=1, max_size=4),
+    st.sampled_from([b"GET", b"set", b"MGET", b"PING", b"KEYS", b"RENAME"]),
+)
+def test_the_single_key_fast_path_agrees_with_plan(rest: list[bytes], name: bytes) -> None:
+    planner = redis()
+    args = [name, *rest]
+    raw = resp.encode_command(args)
+    server = planner.single(args, 0.0)
+    if server is not None:
+        assert planner.plan(args, raw, 0.0) == Forward(server, raw)
+    else:
+        got = planner.plan(args, raw, 0.0)
+        assert not (isinstance(got, Forward) and name.upper() in (b"GET", b"SET"))

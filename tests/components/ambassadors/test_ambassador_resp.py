@@ -20,22 +20,22 @@ def test_multibulk_commands_keep_their_bytes() -> None:
     raw = b"*2\r\n$3\r\nGET\r\n$3\r\nfoo\r\n*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$0\r\n\r\n"
     events = RequestParser().feed(raw)
     assert events == [
-        Command([b"GET", b"foo"], raw[:22]),
-        Command([b"SET", b"k", b""], raw[22:]),
+        ([b"GET", b"foo"], raw[:22]),
+        ([b"SET", b"k", b""], raw[22:]),
     ]
 
 
 def test_inline_commands_are_reencoded() -> None:
     events = RequestParser().feed(b"PING\r\nget  foo\n\r\n")
     assert events == [
-        Command([b"PING"], b"*1\r\n$4\r\nPING\r\n"),
-        Command([b"get", b"foo"], b"*2\r\n$3\r\nget\r\n$3\r\nfoo\r\n"),
+        ([b"PING"], b"*1\r\n$4\r\nPING\r\n"),
+        ([b"get", b"foo"], b"*2\r\n$3\r\nget\r\n$3\r\nfoo\r\n"),
     ]
 
 
 def test_empty_arrays_are_ignored_as_redis_does() -> None:
     assert RequestParser().feed(b"*0\r\n*-1\r\n*1\r\n$4\r\nPING\r\n") == [
-        Command([b"PING"], b"*1\r\n$4\r\nPING\r\n")
+        ([b"PING"], b"*1\r\n$4\r\nPING\r\n")
     ]
 
 
@@ -43,7 +43,7 @@ def test_incomplete_input_waits() -> None:
     parser = RequestParser()
     assert parser.feed(b"*2\r\n$3\r\nGET\r\n$3\r\nfo") == []
     assert parser.buffered > 0
-    assert parser.feed(b"o\r\n") == [Command([b"GET", b"foo"], b"*2\r\n$3\r\nGET\r\n$3\r\nfoo\r\n")]
+    assert parser.feed(b"o\r\n") == [([b"GET", b"foo"], b"*2\r\n$3\r\nGET\r\n$3\r\nfoo\r\n")]
     assert parser.buffered == 0
 
 
@@ -84,7 +84,7 @@ def test_oversized_argument_is_skipped_and_the_connection_keeps_working() -> Non
     assert events[0].reply.startswith(b"-ERR argument 2 of 'SET' is 25 bytes")
     assert isinstance(events[1], BadRequest)
     assert b"argument 1 of 'SET' is 30 bytes" in events[1].reply
-    assert events[2] == Command([b"PING"], b"*1\r\n$4\r\nPING\r\n")
+    assert events[2] == ([b"PING"], b"*1\r\n$4\r\nPING\r\n")
     assert parser.buffered == 0
 
 
@@ -99,7 +99,7 @@ def test_any_chunking_gives_the_same_commands(
     cuts = sorted(data.draw(st.lists(st.integers(0, len(stream)), max_size=12)))
     chunks = [stream[a:b] for a, b in zip([0, *cuts], [*cuts, len(stream)], strict=True)]
     events = feed_all(RequestParser(), chunks)
-    assert events == [Command(args, resp.encode_command(args)) for args in commands]
+    assert events == [(args, resp.encode_command(args)) for args in commands]
 
 
 reply_strategy = st.recursive(

@@ -378,20 +378,26 @@ class _Client(asyncio.Protocol):
             rplan = ambassador.redis_planner
             events = self.parser.feed(data)
             metrics.requests += len(events)
-            command = resp.Command
+            bad_request = resp.BadRequest
+            single = rplan.single
             for revent in events:
-                if type(revent) is command:
-                    args, raw = revent
-                    plan = rplan.plan(args, raw, now)
-                else:
-                    assert isinstance(revent, resp.BadRequest)
+                if isinstance(revent, bad_request):
                     metrics.bad_requests += 1
                     slots.append(_Slot(self, revent.reply))
                     if revent.fatal:
                         self.closing = True
                         break
                     continue
-                if self._dispatch(plan, now, backends):
+                args, raw = revent
+                server = single(args, now)
+                if server is not None:
+                    conn = backends[server].conn()
+                    conn.requests += 1
+                    slot = _Slot(self)
+                    slots.append(slot)
+                    conn.send(raw, slot, now)
+                    continue
+                if self._dispatch(rplan.plan(args, raw, now), now, backends):
                     break
         if ambassador.touched and not ambassador.flush_scheduled:
             # Server writes wait for the end of this loop iteration, so requests read from every

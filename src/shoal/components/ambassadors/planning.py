@@ -214,6 +214,15 @@ class RedisPlanner:
             f"ERR ambassador: server {server} ({spec.address}) is unavailable: {reason}"
         )
 
+    def single(self, args: list[bytes], now: float) -> str | None:
+        """The hot path: the server for a single-key command whose server is usable, else None
+        (then :meth:`plan` decides). The same answer ``plan`` gives, without building a plan."""
+        if len(args) > 1 and args[0].upper() in self._single:
+            server, ok = self.router.route(args[1], now)
+            if ok:
+                return server
+        return None
+
     def plan(self, args: list[bytes], raw: bytes, now: float) -> Plan:
         name = args[0].upper()
         if name in self._single:

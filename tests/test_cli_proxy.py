@@ -211,6 +211,7 @@ def _get(port: int, path: str) -> tuple[int, str]:
         connection.close()
 
 
+@pytest.mark.slow
 def test_config_file_sighup_reloads_under_load_without_failures(
     backends: list[str], tmp_path: pathlib.Path
 ) -> None:
@@ -351,3 +352,36 @@ def test_flags_shard_regexp_health_path_admin_and_access_log(
         f"/users/u{user}/item/{i}" for user in range(10) for i in range(3)
     ]
     assert {e["shard"] for e in entries[-30:]} == set(backends)
+
+
+@pytest.mark.slow
+def test_workers_share_the_config_ports_and_all_reload_on_sighup(
+    backends: list[str], tmp_path: pathlib.Path
+) -> None:
+    """--workers 2 with --config: both workers bind the listener and the admin port; the parent
+    forwards SIGHUP and each worker reloads."""
+    port, admin = _free_port(), _free_port()
+    config = tmp_path / "proxy.yaml"
+    config.write_text(_config(port, admin, f'- address: "{backends[0]}"'))
+    command = ["shoal", "proxy", "--config", str(config), "--workers", "2", "--loop", "asyncio"]
+    with subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    ) as process:
+        try:
+            assert process.stdout is not None
+            out = _Lines(process.stdout)
+            for _ in range(2):
+                out.wait_for("admin on")
+            assert _get(port, "/")[1] == "a"
+            config.write_text(_config(port, admin, f'- address: "{backends[1]}"'))
+            process.send_signal(signal.SIGHUP)
+            out.wait_for("reloaded")
+            out.wait_for("reloaded")
+            assert {_get(port, "/")[1] for _ in range(6)} == {"b"}
+            assert _get(admin, "/healthz") == (200, "ok\n")
+            process.send_signal(signal.SIGTERM)
+            assert process.wait(timeout=30) == 0
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.wait(timeout=10)

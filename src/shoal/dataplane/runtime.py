@@ -418,7 +418,11 @@ class Proxy:
             self._admin = None
         self._admin_address = admin
         if admin is not None:
-            self._admin = await asyncio.start_server(self._serve_admin, admin[0], admin[1])
+            # With worker processes every one serves the admin port (SO_REUSEPORT): a scrape
+            # sees the counters of the worker the kernel hands the connection to.
+            self._admin = await asyncio.start_server(
+                self._serve_admin, admin[0], admin[1], reuse_port=self.reuse_port or None
+            )
 
     async def _drain(self, server: ProxyServer) -> None:
         self._draining.add(server)

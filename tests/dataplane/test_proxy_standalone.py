@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import signal
 import sys
+from collections.abc import Awaitable, Callable
 
 import pytest
 
@@ -48,10 +49,13 @@ async def test_standalone_balances_and_stops_on_sigterm(workers: int) -> None:
     """Requests alternate between two backends; SIGTERM drains and exits 0."""
     tasks: set[asyncio.Task[None]] = set()
 
-    def serving(name: bytes):  # type: ignore[no-untyped-def]
+    def serving(
+        name: bytes,
+    ) -> Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]:
         async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
             task = asyncio.current_task()
-            tasks.add(task)  # type: ignore[arg-type]
+            assert task is not None
+            tasks.add(task)
             try:
                 await _answer(reader, writer, name)
             finally:

@@ -729,3 +729,26 @@ async def test_service_proxy_shape_one_listener_per_service_on_loopback_ips(pars
             assert await other.get() == (200, "a")
             await client.close()
             await other.close()
+
+
+async def test_a_port_in_use_fails_start_and_apply_cleanly() -> None:
+    """start() raises and leaves nothing bound; apply() raises and keeps what was running."""
+    async with backends("a") as (a,):
+        busy = await asyncio.start_server(lambda r, w: None, "127.0.0.1", 0)
+        try:
+            port = busy.sockets[0].getsockname()[1]
+            taken = ListenerConfig(name="taken", port=port, routes=(plain(a.address),))
+            proxy = Proxy(RuntimeConfig(listeners=(taken,)))
+            with pytest.raises(OSError, match="address already in use"):
+                await proxy.start()
+            async with running(one_route(plain(a.address)), "python") as proxy:
+                web = proxy.config.listeners[0]
+                with pytest.raises(OSError, match="address already in use"):
+                    await proxy.apply(RuntimeConfig(listeners=(web, taken)))
+                assert proxy.applied == 1
+                client = Client(proxy.address("web"))
+                assert await client.get() == (200, "a")
+                await client.close()
+        finally:
+            busy.close()
+            await busy.wait_closed()

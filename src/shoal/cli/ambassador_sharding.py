@@ -102,6 +102,13 @@ def _options(protocol: str) -> Callable[[Callable[..., None]], Callable[..., Non
                     help="Serve Prometheus /metrics here (off unless given).",
                 ),
                 click.option(
+                    "--workers",
+                    type=click.IntRange(1, 64),
+                    default=1,
+                    show_default=True,
+                    help="Processes sharing the port (SO_REUSEPORT), each with its own server connections.",
+                ),
+                click.option(
                     "--loop",
                     type=click.Choice(list(LOOPS)),
                     default="auto",
@@ -120,7 +127,12 @@ def _options(protocol: str) -> Callable[[Callable[..., None]], Callable[..., Non
 
 
 def _run(
-    protocol: str, config_file: str | None, loop: str, verbose: bool, flags: dict[str, Any]
+    protocol: str,
+    config_file: str | None,
+    loop: str,
+    verbose: bool,
+    flags: dict[str, Any],
+    workers: int = 1,
 ) -> None:
     logging.basicConfig(
         level=logging.INFO if verbose else logging.WARNING,
@@ -149,12 +161,18 @@ def _run(
         raise click.ClickException(str(error)) from None
     except ValueError as error:
         raise click.UsageError(str(error)) from None
-    sys.exit(run_ambassador(config, loop=loop))
+    try:
+        status = run_ambassador(config, loop=loop, workers=workers)
+    except ValueError as error:
+        raise click.UsageError(str(error)) from None
+    sys.exit(status)
 
 
 @click.command("redis")
 @_options("redis")
-def redis_command(config_file: str | None, loop: str, verbose: bool, **flags: Any) -> None:
+def redis_command(
+    config_file: str | None, loop: str, verbose: bool, workers: int, **flags: Any
+) -> None:
     """Shard Redis keys over --server redis-servers (RESP2), like twemproxy.
 
     The app connects to --listen as to one Redis. Single-key commands go to the key's server;
@@ -163,16 +181,18 @@ def redis_command(config_file: str | None, loop: str, verbose: bool, **flags: An
     whole-keyspace commands (KEYS, SCAN...) are refused with -ERR. Prints `listening on HOST:PORT`
     when ready; SIGTERM stops it.
     """
-    _run("redis", config_file, loop, verbose, flags)
+    _run("redis", config_file, loop, verbose, flags, workers)
 
 
 @click.command("memcached")
 @_options("memcached")
-def memcached_command(config_file: str | None, loop: str, verbose: bool, **flags: Any) -> None:
+def memcached_command(
+    config_file: str | None, loop: str, verbose: bool, workers: int, **flags: Any
+) -> None:
     """Shard memcached keys over --server memcached servers (text protocol), like twemproxy.
 
     get/gets/gat/gats with several keys are split and merged; storage, delete, incr/decr and
     touch go to the key's server; version and quit are answered here; stats, flush_all and
     the like are refused with SERVER_ERROR. Prints `listening on HOST:PORT` when ready.
     """
-    _run("memcached", config_file, loop, verbose, flags)
+    _run("memcached", config_file, loop, verbose, flags, workers)

@@ -115,3 +115,59 @@ def test_the_command_serves_and_exposes_metrics(redis_servers: list[RedisServer]
             if stream is not None:
                 stream.close()
     assert process.returncode == 0
+
+
+def test_workers_share_the_port(redis_servers: list[RedisServer]) -> None:
+    args = [sys.executable, "-m", "shoal", "ambassador", "redis", "--listen", "127.0.0.1:0",
+            "--workers", "2"]  # fmt: skip
+    for server in redis_servers:
+        args += ["--server", server.address]
+    process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        assert process.stdout is not None
+        line = process.stdout.readline().decode()
+        assert line.startswith("listening on 127.0.0.1:"), line
+        port = int(line.rsplit(":", 1)[1])
+        # Connections spread over both workers; every one sees the same sharded keyspace.
+        for i in range(20):
+            with socket.create_connection(("127.0.0.1", port), timeout=5) as conn:
+                key = b"w%d" % i
+                conn.sendall(encode_command([b"SET", key, key]) + encode_command([b"GET", key]))
+                want = b"+OK\r\n$%d\r\n%b\r\n" % (len(key), key)
+                data = b""
+                while len(data) < len(want):
+                    chunk = conn.recv(1024)
+                    assert chunk, data
+                    data += chunk
+                assert data == want
+        assert sum(len(server.keys()) for server in redis_servers) == 20
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=20)
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+            for stream in (process.stdout, process.stderr):
+                if stream is not None:
+                    stream.close()
+    assert process.returncode == 0
+
+
+def test_admin_with_workers_is_refused() -> None:
+    result = CliRunner().invoke(
+        main,
+        [
+            "ambassador",
+            "redis",
+            "--server",
+            "127.0.0.1:1",
+            "--workers",
+            "2",
+            "--admin",
+            "127.0.0.1:0",
+        ],
+    )
+    assert result.exit_code == 2
+    assert "--admin with --workers > 1 is not supported yet" in result.output

@@ -507,10 +507,17 @@ class Ambassador:
         host, port = self._server.sockets[0].getsockname()[:2]
         return host, port
 
-    async def start(self, host: str = "127.0.0.1", port: int = 0) -> None:
+    async def start(
+        self, host: str = "127.0.0.1", port: int = 0, *, reuse_port: bool = False
+    ) -> None:
+        """Listen on ``host:port``; ``reuse_port``: share it with other processes (workers)."""
         self._loop = asyncio.get_running_loop()
         self._server = await self._loop.create_server(
-            lambda: _Client(self), host, port, backlog=self.settings.backlog
+            lambda: _Client(self),
+            host,
+            port,
+            backlog=self.settings.backlog,
+            reuse_port=reuse_port or None,
         )
         self._schedule_sweep()
 

@@ -10,10 +10,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
+import multiprocessing
+import os
 import signal
+import socket
+import sys
+import time
+from multiprocessing.context import SpawnProcess
 
 from shoal.components.ambassadors.config import AmbassadorConfig, check_config, parse_listen
 from shoal.components.ambassadors.driver import Ambassador
+from shoal.dataplane.driver import loop_factory
 
 __all__ = ["run_ambassador", "serve_ambassador"]
 
@@ -48,12 +56,21 @@ async def _admin(
     writer.close()
 
 
-async def serve_ambassador(config: AmbassadorConfig, stop: asyncio.Event | None = None) -> None:
-    """Serve ``config`` until ``stop`` is set or SIGTERM/SIGINT arrives."""
+async def serve_ambassador(
+    config: AmbassadorConfig,
+    stop: asyncio.Event | None = None,
+    *,
+    reuse_port: bool = False,
+    announce: bool = True,
+) -> None:
+    """Serve ``config`` until ``stop`` is set or SIGTERM/SIGINT arrives.
+
+    ``reuse_port``: share the port with other workers; ``announce``: print ``listening on``.
+    """
     check_config(config)
     ambassador = Ambassador(list(config.servers), config.settings)
     host, port = parse_listen(config.listen)
-    await ambassador.start(host, port)
+    await ambassador.start(host, port, reuse_port=reuse_port)
     admin: asyncio.Server | None = None
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -62,7 +79,8 @@ async def serve_ambassador(config: AmbassadorConfig, stop: asyncio.Event | None 
             loop.add_signal_handler(signum, stop.set)
     try:
         bound = ambassador.address
-        print(f"listening on {bound[0]}:{bound[1]}", flush=True)
+        if announce:
+            print(f"listening on {bound[0]}:{bound[1]}", flush=True)
         if config.admin is not None:
             admin_host, admin_port = parse_listen(config.admin)
 
@@ -82,10 +100,95 @@ async def serve_ambassador(config: AmbassadorConfig, stop: asyncio.Event | None 
         await ambassador.shutdown()
 
 
-def run_ambassador(config: AmbassadorConfig, *, loop: str = "auto") -> int:
-    """Run until stopped; the exit status. ``loop``: ``auto`` (uvloop when installed), ``uvloop`` or ``asyncio``."""
-    from shoal.dataplane.driver import loop_factory
+def run_ambassador(config: AmbassadorConfig, *, loop: str = "auto", workers: int = 1) -> int:
+    """Run until stopped; the exit status.
 
+    ``loop``: ``auto`` (uvloop when installed), ``uvloop`` or ``asyncio``. ``workers`` > 1 runs
+    that many processes sharing the port (SO_REUSEPORT); each has its own server connections
+    and health state (as separate twemproxy instances would).
+    """
+    check_config(config)
+    if workers > 1:
+        if config.admin is not None:
+            raise ValueError(
+                "--admin with --workers > 1 is not supported yet: each worker counts alone"
+            )
+        return _supervise(config, loop, workers)
     with asyncio.Runner(loop_factory=loop_factory(loop)) as runner:
         runner.run(serve_ambassador(config))
     return 0
+
+
+def _worker(config: AmbassadorConfig, loop: str) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides; SIGTERM stops
+    with asyncio.Runner(loop_factory=loop_factory(loop)) as runner:
+        runner.run(serve_ambassador(config, reuse_port=True, announce=False))
+
+
+def _supervise(config: AmbassadorConfig, loop: str, workers: int) -> int:
+    """Start ``workers`` processes on one port, restart any that dies, stop them on a signal."""
+    host, port = parse_listen(config.listen)
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    # Hold the port (bound, not listening) so port 0 gives every worker the same one.
+    holder = socket.socket(family, socket.SOCK_STREAM)
+    holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    holder.bind((host, port))
+    port = holder.getsockname()[1]
+    config = dataclasses.replace(
+        config, listen=f"[{host}]:{port}" if family == socket.AF_INET6 else f"{host}:{port}"
+    )
+    context = multiprocessing.get_context("spawn")
+    stopping = False
+
+    def stop(signum: int, frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    previous = {s: signal.signal(s, stop) for s in (signal.SIGTERM, signal.SIGINT)}
+    procs: list[SpawnProcess] = []
+    started: list[float] = []
+    announced = False
+    try:
+        for _ in range(workers):
+            proc = context.Process(target=_worker, args=(config, loop), daemon=False)
+            proc.start()
+            procs.append(proc)
+            started.append(time.monotonic())
+        while not stopping:
+            if not announced and _answers(host, port):
+                print(f"listening on {host}:{port}", flush=True)
+                announced = True
+            time.sleep(0.05 if not announced else 0.2)
+            for index, proc in enumerate(procs):
+                if not proc.is_alive() and not stopping and time.monotonic() - started[index] > 1.0:
+                    print(
+                        f"worker {proc.pid} exited ({proc.exitcode}); restarting", file=sys.stderr
+                    )
+                    procs[index] = context.Process(
+                        target=_worker, args=(config, loop), daemon=False
+                    )
+                    procs[index].start()
+                    started[index] = time.monotonic()
+    finally:
+        for proc in procs:
+            if proc.is_alive() and proc.pid is not None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(proc.pid, signal.SIGTERM)
+        for proc in procs:
+            proc.join(timeout=10)
+            if proc.is_alive():
+                proc.kill()
+                proc.join()
+        holder.close()
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+    return 0
+
+
+def _answers(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=0.2):
+            return True
+    except OSError:
+        return False

@@ -425,6 +425,8 @@ class WrkResult:
     p50_ms: float
     p99_ms: float
     errors: int
+    error_kinds: tuple[str, ...] = ()
+    """What the errors were, as wrk names them ("timeout 7", "non-2xx 3")."""
 
 
 _UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0}
@@ -442,16 +444,19 @@ def parse_wrk(output: str) -> WrkResult:
     requests = int(re.search(r"(\d+) requests in", output).group(1))  # type: ignore[union-attr]
     p50 = _ms(re.search(r"^\s+50%\s+(\S+)", output, re.M).group(1))  # type: ignore[union-attr]
     p99 = _ms(re.search(r"^\s+99%\s+(\S+)", output, re.M).group(1))  # type: ignore[union-attr]
-    errors = 0
+    kinds: list[tuple[str, int]] = []
     socket_errors = re.search(
         r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", output
     )
     if socket_errors:
-        errors += sum(int(value) for value in socket_errors.groups())
+        names = ("connect", "read", "write", "timeout")
+        kinds += [(n, int(v)) for n, v in zip(names, socket_errors.groups(), strict=True)]
     non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
     if non2xx:
-        errors += int(non2xx.group(1))
-    return WrkResult(rps, requests, p50, p99, errors)
+        kinds.append(("non-2xx", int(non2xx.group(1))))
+    kinds = [(name, count) for name, count in kinds if count]
+    errors = sum(count for _, count in kinds)
+    return WrkResult(rps, requests, p50, p99, errors, tuple(f"{n} {c}" for n, c in kinds))
 
 
 async def wrk(urls: Sequence[str], connections: int, duration: float) -> WrkResult:
@@ -488,6 +493,7 @@ async def wrk(urls: Sequence[str], connections: int, duration: float) -> WrkResu
         p50_ms=statistics.median(r.p50_ms for r in results),
         p99_ms=max(r.p99_ms for r in results),
         errors=sum(r.errors for r in results),
+        error_kinds=tuple(kind for r in results for kind in r.error_kinds),
     )
 
 
@@ -785,6 +791,12 @@ async def _parts(
     report.loads.append(("end", loadavg()))
 
 
+def _errors(results: Sequence[WrkResult]) -> str:
+    total = sum(r.errors for r in results)
+    kinds = [kind for r in results for kind in r.error_kinds]
+    return f"{total} ({', '.join(kinds)})" if kinds else str(total)
+
+
 def _row(cells: Sequence[object]) -> str:
     return "| " + " | ".join(str(cell) for cell in cells) + " |"
 
@@ -887,7 +899,7 @@ def render(report: Report, args: argparse.Namespace, elapsed: float) -> str:
                     f"{median(r.rps for r in results):,.0f}",
                     f"{median(r.p50_ms for r in results):.2f}",
                     f"{median(r.p99_ms for r in results):.2f}",
-                    sum(r.errors for r in results),
+                    _errors(results),
                     f"{median(rps.ratios[f'{name}/direct x4']):.2f}",
                     f"{median(rps.ratios[f'{name}/direct x1']):.2f}",
                     f"{median(cpu):.0f}" if cpu else "",

@@ -121,3 +121,41 @@ async def test_lists_over_http_equal_the_objects_read_one_by_one() -> None:
         # The short alias group answers with its own apiVersion.
         async with session.get(server.url + "/apis/loadtest/v1/loadtests") as r:
             assert (await r.json())["apiVersion"] == "loadtest/v1"
+
+
+async def test_watch_events_written_from_stored_texts_equal_the_objects() -> None:
+    """Plain watches write each event from the stored text; the objects are the ones a GET
+    answers (modified and deleted ones too), and a text that needs decoding is decoded."""
+    configmaps = "/api/v1/namespaces/default/configmaps"
+    merge = {"Content-Type": "application/merge-patch+json"}
+    async with api_server() as server, server.session() as session:
+        async with session.get(server.url + configmaps) as r:
+            start = (await r.json())["metadata"]["resourceVersion"]
+        body = {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {"name": "w"},
+            "data": {"resourceVersion": "not a key"},
+        }
+        async with session.post(server.url + configmaps, json=body) as r:
+            created = await r.json()
+        async with session.patch(
+            f"{server.url}{configmaps}/w", json={"data": {"b": "2"}}, headers=merge
+        ) as r:
+            patched = await r.json()
+        async with session.delete(f"{server.url}{configmaps}/w") as r:
+            assert r.status == 200
+        events = []
+        params = {"watch": "1", "resourceVersion": start, "timeoutSeconds": "5"}
+        async with session.get(server.url + configmaps, params=params) as r:
+            async for line in r.content:
+                events.append(json.loads(line))
+                if len(events) == 3:
+                    break
+        assert [e["type"] for e in events] == ["ADDED", "MODIFIED", "DELETED"]
+        assert events[0]["object"] == created
+        assert events[1]["object"] == patched
+        assert events[2]["object"]["metadata"]["name"] == "w"
+        assert int(events[2]["object"]["metadata"]["resourceVersion"]) > int(
+            patched["metadata"]["resourceVersion"]
+        )

@@ -673,6 +673,7 @@ async def _watch(
         bookmarks=request.query.get("allowWatchBookmarks") == "true",
         send_initial_events=check_watch_list(request.query),
         timeout=float(timeout) if timeout else DEFAULT_TIMEOUT,
+        plain_json=form == "json",
     )
     return await serve_watch(request, service, watch, encode)
 

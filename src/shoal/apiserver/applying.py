@@ -190,7 +190,7 @@ def fields_to_v1(fields: Iterable[FieldPath]) -> Obj:
     """The FieldsV1 object of a set of paths (``"."`` marks an owned path with owned children)."""
     members = set(fields)
     tree: Obj = {}
-    for path in sorted(members):
+    for path in members:  # render() sorts each node's keys; the paths need no order here
         node = tree
         for element in path:
             node = node.setdefault(element, {})

@@ -26,7 +26,7 @@ from typing import Any
 
 from aiohttp import web
 
-from shoal.apiserver.records import Event, EventType
+from shoal.apiserver.records import Event, EventType, item_text
 from shoal.apiserver.resources import Resource
 from shoal.apiserver.selectors import FieldSelector, LabelSelector
 from shoal.apiserver.service import ObjectService
@@ -52,6 +52,9 @@ class WatchRequest:
     bookmarks: bool = False
     send_initial_events: bool | None = None
     timeout: float = DEFAULT_TIMEOUT
+    plain_json: bool = False
+    """Objects go out as stored (no Table or metadata-only form): events are then written from
+    the stored texts, without decoding and re-encoding them for every watcher."""
 
 
 def check_watch_list(params: Mapping[str, str]) -> bool | None:
@@ -78,6 +81,10 @@ class _Stream:
     def __init__(self, response: web.StreamResponse, encode: Callable[[Body], Body]) -> None:
         self.response = response
         self.encode = encode
+
+    async def send_text(self, kind: str, text: str) -> None:
+        """An event whose object is already JSON text."""
+        await self.response.write(f'{{"type":"{kind}","object":{text}}}\n'.encode())
 
     async def send(self, kind: str, obj: Body, *, raw: bool = False) -> None:
         event = {"type": kind, "object": obj if raw else self.encode(obj)}
@@ -199,8 +206,14 @@ async def _send_event(
     event: Event,
     matching: set[str],
 ) -> None:
+    selecting = bool(request.labels.requirements or request.fields.terms)
+    if request.plain_json and not selecting:
+        text = item_text(event.raw, event.revision, request.resource.api_version)
+        if text is not None:
+            await stream.send_text(event.type.value, text)
+            return
     obj = service.output(request.resource, event.value, event.revision)
-    if not (request.labels.requirements or request.fields.terms):
+    if not selecting:
         await stream.send(event.type.value, obj)
         return
     identity = _identity(obj)

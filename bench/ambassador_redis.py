@@ -9,7 +9,8 @@ Three redis-servers (no persistence) on loopback ports are the shards. In front 
 with one connection per server:
 
 * ``twemproxy``: Debian's nutcracker, ketama over fnv1a_64 (the book's configuration);
-* ``shoal``: ``python -m shoal ambassador redis`` (uvloop when installed), Maglev (the default).
+* ``shoal``: ``python -m shoal ambassador redis`` (uvloop when installed), Maglev (the default);
+* ``shoal-2w``: the same with ``--workers 2`` (two processes on one port; ``--workers 1`` skips it).
 
 Throughput: ``redis-benchmark -t get,set -c 50 -r 100000`` against each, not pipelined and
 pipelined (``-P 16``), the two proxies interleaved round by round so a burst of other work on the
@@ -140,6 +141,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[1] if __doc__ else None)
     parser.add_argument("--quick", action="store_true", help="fewer requests and rounds")
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument(
+        "--workers", type=int, default=2, help="also run shoal with this many workers (1: not)"
+    )
     options = parser.parse_args()
     redis_server = need("redis-server", "redis-server")
     need("redis-benchmark", "redis-tools")
@@ -202,6 +206,14 @@ def main() -> None:
         started.append(subprocess.Popen(shoal_args, stdout=subprocess.DEVNULL))
         wait_port(shoal_port, started[-1])
         targets = {"twemproxy": twem_port, "shoal": shoal_port}
+        if options.workers > 1:
+            port = free_port()
+            args = [*shoal_args, "--workers", str(options.workers)]
+            args[args.index("--listen") + 1] = f"127.0.0.1:{port}"
+            started.append(subprocess.Popen(args, stdout=subprocess.DEVNULL))
+            wait_port(port, started[-1])
+            time.sleep(3)  # every worker builds its table; the port answers after the first
+            targets[f"shoal-{options.workers}w"] = port
 
         print(f"# {platform.node()} {platform.machine()}, {platform.python_version()}, "
               f"{subprocess.run(['nutcracker', '--version'], capture_output=True, text=True).stderr.strip()}")  # fmt: skip
@@ -220,13 +232,18 @@ def main() -> None:
                 for name, port in targets.items():
                     for test, rate in benchmark(port, pipeline, requests[pipeline]).items():
                         results.setdefault((name, pipeline, test), []).append(rate)
-        print(f"  {'test':10} {'twemproxy':>12} {'shoal':>12} {'ratio':>7}")
+        others = [name for name in targets if name != "twemproxy"]
+        header = "".join(f" {name:>12} {'ratio':>6}" for name in others)
+        print(f"  {'test':10} {'twemproxy':>12}{header}")
         for pipeline in (1, 16):
             for test in ("SET", "GET"):
                 twem = statistics.median(results[("twemproxy", pipeline, test)])
-                ours = statistics.median(results[("shoal", pipeline, test)])
+                row = ""
+                for name in others:
+                    ours = statistics.median(results[(name, pipeline, test)])
+                    row += f" {ours:12,.0f} {ours / twem:6.2f}"
                 label = f"{test} -P {pipeline}"
-                print(f"  {label:10} {twem:12,.0f} {ours:12,.0f} {ours / twem:7.2f}")
+                print(f"  {label:10} {twem:12,.0f}{row}")
 
 
 if __name__ == "__main__":

@@ -36,8 +36,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections import deque
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from shoal.components.ambassadors import memcache, resp
@@ -119,6 +120,7 @@ class _ServerConn(asyncio.Protocol):
     def __init__(self, backend: _Backend) -> None:
         self.backend = backend
         self.ambassador = backend.ambassador
+        self.clock: Callable[[], float] = time.monotonic  # the loop's clock once connected
         self.transport: asyncio.Transport | None = None
         self.state = "closed"  # closed | connecting | open
         self.out: list[bytes] = []
@@ -175,7 +177,8 @@ class _ServerConn(asyncio.Protocol):
         assert isinstance(transport, asyncio.Transport) or hasattr(transport, "write")
         self.transport = transport  # type: ignore[assignment]  # uvloop's transports quack alike
         self.state = "open"
-        self.since = self.ambassador.loop.time()
+        self.clock = self.ambassador.loop.time
+        self.since = self.clock()
         self.ambassador.server_ok(self.backend)
         if self.out:
             self.flush()
@@ -239,7 +242,7 @@ class _ServerConn(asyncio.Protocol):
         self.buf = buf[pos:] if pos < len(buf) else b""
         if pos:
             ambassador = self.ambassador
-            self.since = ambassador.loop.time()
+            self.since = self.clock()
             if ambassador.router.health.any_down:
                 ambassador.server_ok(self.backend)
         for client in dirty:
@@ -311,6 +314,11 @@ class _Client(asyncio.Protocol):
         self.paused = False
         self.write_paused = False
         settings = ambassador.settings
+        self.max_pending = settings.max_pending
+        loop = ambassador.loop
+        # Bound methods looked up once: they run once per read.
+        self.clock = loop.time
+        self.call_soon = loop.call_soon
         self.memcached = settings.protocol == "memcached"
         self.parser: resp.RequestParser | memcache.RequestParser
         if self.memcached:
@@ -344,7 +352,7 @@ class _Client(asyncio.Protocol):
         if (
             self.paused
             and not self.write_paused
-            and len(self.slots) <= self.ambassador.settings.max_pending // 2
+            and len(self.slots) <= self.max_pending // 2
             and self.transport is not None
         ):
             self.paused = False
@@ -354,7 +362,7 @@ class _Client(asyncio.Protocol):
         if self.closing:
             return
         ambassador = self.ambassador
-        now = ambassador.loop.time()
+        now = self.clock()
         slots = self.slots
         backends = ambassador.backends
         metrics = ambassador.metrics
@@ -404,9 +412,10 @@ class _Client(asyncio.Protocol):
             # client that was readable go to each server in one write (one syscall, one read
             # for the server) instead of one per client.
             ambassador.flush_scheduled = True
-            ambassador.loop.call_soon(ambassador.flush_servers)
-        self.flush()
-        if len(slots) > ambassador.settings.max_pending:
+            self.call_soon(ambassador.flush_servers)
+        if slots and (slots[0].reply is not None or self.closing):
+            self.flush()
+        if len(slots) > self.max_pending:
             self._pause()
 
     def _dispatch(

@@ -222,3 +222,24 @@ async def test_key_distribution_is_even(redis_servers: list[RedisServer]) -> Non
         mean = count / 3
         assert max(sizes) / mean <= 1.03, sizes
         await client.close()
+
+
+async def test_idle_connections_closed_by_a_server_are_not_failures(
+    redis_servers: list[RedisServer],
+) -> None:
+    health = HealthSettings(failure_limit=1, retry_timeout=30)
+    async with running(redis_servers, AmbassadorSettings(health=health)) as ambassador:
+        client = await Client.connect(ambassador.address)
+        keys = [b"i%d" % i for i in range(30)]
+        assert await client.redis(*([b"SET", k, b"1"] for k in keys)) == [b"OK"] * 30
+        # Every server drops its idle client connections (as with Redis' `timeout` setting).
+        for server in redis_servers:
+            server.call(encode_command([b"CLIENT", b"KILL", b"TYPE", b"normal", b"SKIPME", b"yes"]))
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 10
+        while any(c.state != "closed" for b in ambassador.backends.values() for c in b.conns):
+            assert loop.time() < deadline
+            await asyncio.sleep(0.02)
+        assert await client.redis(*([b"GET", k] for k in keys)) == [b"1"] * 30
+        assert not ambassador.router.health.down()
+        await client.close()

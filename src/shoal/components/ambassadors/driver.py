@@ -249,9 +249,17 @@ class _ServerConn(asyncio.Protocol):
             client.flush()
 
     def connection_lost(self, exc: Exception | None) -> None:
-        if self.state != "closed":
-            reason = "connection lost" if exc is None else f"connection lost: {exc}"
-            self.fail(reason)
+        if self.state == "closed":
+            return
+        if exc is None and not self.pending and not self.out:
+            # An idle connection closed by the server (Redis' `timeout`, a restart between
+            # requests) failed nothing: reconnect on the next request without counting it.
+            self.state = "closed"
+            self.transport = None
+            self.buf = b""
+            return
+        reason = "connection lost" if exc is None else f"connection lost: {exc}"
+        self.fail(reason)
 
     def fail(self, reason: str) -> None:
         """Fail every waiting request and close; the next request (or the probe) reconnects."""

@@ -1,0 +1,194 @@
+"""Every runnable example, brought up with `shoal up` on one cluster and checked for what it shows.
+
+Each test applies one example folder as a user would (`shoal up -f examples/NN`), checks its
+behaviour through the printed Service URL or the pods' addresses, then deletes what it applied and
+waits until its pods are gone, so the next example starts clean. Every wait polls with a deadline.
+
+Not run here (see ``NOT_RUN_HERE``): examples that other tests bring up, and the Python one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import json
+import re
+import ssl
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from shoal.client.protocol import ResourceRef
+from shoal.testing.cluster import LocalCluster, local_cluster
+
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLES = ROOT / "examples"
+PODS = ResourceRef("v1", "Pod", "default")
+
+NOT_RUN_HERE = {
+    # Brought up by tests/cluster/test_cluster.py (shard stickiness, rolling update, kills).
+    "03-sharded-replicated": "tests/cluster/test_cluster.py",
+    # Brought up by tests/cluster/test_loadtest_e2e.py; its slide asks 10k req/s of Python's
+    # http.server and fails by design (its README says so), so `shoal up` of the folder exits 1.
+    "07-loadtest": "tests/cluster/test_loadtest_e2e.py",
+    # A Python script, not manifests: tests/test_examples.py runs it and validates its output.
+    "08-python-api": "tests/test_examples.py",
+}
+
+# The examples this module brings up, each by the test named test_NN_...
+RUN_HERE = (
+    "01-replicated",
+    "02-sharded",
+)
+
+pytestmark = pytest.mark.timeout(900)
+
+T = TypeVar("T")
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[LocalCluster]:
+    # Short back-off: a container that starts before what it needs is retried quickly.
+    with local_cluster(node_options=["backoff_base=0.2", "backoff_cap=2.0"]) as running:
+        yield running
+
+
+@contextlib.contextmanager
+def example_up(cluster: LocalCluster, name: str, *extra: Path) -> Iterator[str]:
+    """`shoal up -f examples/NAME` (plus ``extra`` files); yields its output; then deletes what
+    it applied and waits until no pod is left."""
+    assert name in RUN_HERE
+    folder = EXAMPLES / name
+    files = [arg for path in (folder, *extra) for arg in ("-f", str(path))]
+    try:
+        up = cluster.shoal(
+            "up", *files, "--data-dir", str(cluster.data_dir), "--timeout", "240s", timeout=400
+        )
+        yield up.stdout
+    finally:
+        cluster.shoal("delete", *files, "--ignore-not-found", "--timeout", "120s", timeout=200)
+        poll(lambda: not asyncio.run(pods(cluster)), "every pod gone", within=120)
+
+
+def poll(check: Callable[[], T], what: str, within: float = 60) -> T:
+    """``check()`` until it returns something true; AssertionError naming ``what`` after
+    ``within`` seconds."""
+    deadline = time.monotonic() + within
+    while True:
+        result = check()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not true within {within}s: {what} (last: {result!r})")
+        time.sleep(0.1)
+
+
+async def pods(cluster: LocalCluster, prefix: str = "") -> list[dict[str, Any]]:
+    async with cluster.client() as client:
+        items = (await client.list(PODS)).items
+    return [p for p in items if p["metadata"]["name"].startswith(prefix)]
+
+
+def pod_ips(cluster: LocalCluster, prefix: str) -> dict[str, str]:
+    """Name → pod IP of the running pods whose name starts with ``prefix``."""
+    return {
+        p["metadata"]["name"]: p["status"]["podIP"]
+        for p in asyncio.run(pods(cluster, prefix))
+        if (p.get("status") or {}).get("podIP") and not p["metadata"].get("deletionTimestamp")
+    }
+
+
+def service_urls(output: str, service: str) -> list[str]:
+    """The URLs `shoal up` printed for ``service`` (one per port)."""
+    urls = [
+        line.split(": ", 1)[1].strip()
+        for line in output.splitlines()
+        if line.startswith(f"service {service}: ")
+    ]
+    assert urls, f"no URL for {service} in:\n{output}"
+    return urls
+
+
+def http(
+    url: str,
+    *,
+    method: str = "GET",
+    body: bytes | None = None,
+    headers: dict[str, str] | None = None,
+    context: ssl.SSLContext | None = None,
+) -> tuple[int, bytes]:
+    request = urllib.request.Request(url, data=body, method=method, headers=headers or {})
+    try:
+        with urllib.request.urlopen(request, timeout=30, context=context) as response:  # noqa: S310
+            return response.status, response.read()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read()
+
+
+def logs(cluster: LocalCluster, pod: str, container: str | None = None) -> str:
+    args = ["logs", pod] + (["-c", container] if container else [])
+    return cluster.shoal(*args).stdout
+
+
+def test_every_example_is_run_somewhere() -> None:
+    folders = {p.name for p in EXAMPLES.iterdir() if p.is_dir()}
+    assert folders == set(RUN_HERE) | set(NOT_RUN_HERE)
+    assert not set(RUN_HERE) & set(NOT_RUN_HERE)
+    tests = [name for name in globals() if name.startswith("test_")]
+    for example in RUN_HERE:
+        assert any(name.startswith(f"test_{example[:2]}_") for name in tests), example
+
+
+# -- 01: replicated ------------------------------------------------------------------------------
+
+
+def test_01_replicated_four_replicas_answer_behind_one_service(cluster: LocalCluster) -> None:
+    with example_up(cluster, "01-replicated") as out:
+        (url,) = service_urls(out, "web")
+        for n in range(40):
+            status, body = http(f"{url}/?n={n}")
+            assert status == 200
+            assert b"Served by one of four identical replicas" in body
+        ips = pod_ips(cluster, "web-")
+        assert len(set(ips.values())) == 4
+        for ip in ips.values():  # each replica on its own address, the same port
+            assert http(f"http://{ip}:8080/")[0] == 200
+        # The Service spread the 40 requests: more than one replica logged some (the readiness
+        # probe's requests are for "/" alone).
+        served = [name for name in ips if "GET /?n=" in logs(cluster, name)]
+        assert len(served) >= 2, served
+
+
+# -- 02: sharded ---------------------------------------------------------------------------------
+
+
+def test_02_sharded_each_user_reaches_one_shard(cluster: LocalCluster) -> None:
+    users = [f"user{i}" for i in range(40)]
+    with example_up(cluster, "02-sharded") as out:
+        (url,) = service_urls(out, "users")
+        for _ in range(2):
+            for user in users:
+                status, _ = http(f"{url}/users/{user}/profile")
+                assert status == 404  # the shard's http.server: it has no such page
+        shards = pod_ips(cluster, "users-shard-")
+        assert len(shards) == 4
+        seen: dict[str, set[str]] = collections.defaultdict(set)
+
+        def logged() -> bool:
+            seen.clear()
+            for name in shards:
+                for user in re.findall(r'"GET /users/(\w+)/profile', logs(cluster, name)):
+                    seen[user].add(name)
+            return len(seen) == len(users)
+
+        poll(logged, "every user in a shard's log")
+        assert all(len(where) == 1 for where in seen.values()), seen  # sticky
+        assert len({name for where in seen.values() for name in where}) >= 3  # spread
+

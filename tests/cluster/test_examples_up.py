@@ -14,6 +14,7 @@ import collections
 import contextlib
 import json
 import re
+import socket
 import ssl
 import time
 import urllib.error
@@ -46,6 +47,7 @@ NOT_RUN_HERE = {
 RUN_HERE = (
     "01-replicated",
     "02-sharded",
+    "04-sidecar",
 )
 
 pytestmark = pytest.mark.timeout(900)
@@ -192,3 +194,32 @@ def test_02_sharded_each_user_reaches_one_shard(cluster: LocalCluster) -> None:
         assert all(len(where) == 1 for where in seen.values()), seen  # sticky
         assert len({name for where in seen.values() for name in where}) >= 3  # spread
 
+
+
+# -- 04 and 09: TLS sidecars ---------------------------------------------------------------------
+
+
+def https_get(ip: str, name: str, context: ssl.SSLContext) -> tuple[int, bytes]:
+    """GET https://NAME:8443/ from the pod at ``ip`` (the certificate is checked for NAME)."""
+    with socket.create_connection((ip, 8443), timeout=30) as raw:
+        with context.wrap_socket(raw, server_hostname=name) as tls:
+            tls.sendall(f"GET / HTTP/1.1\r\nHost: {name}\r\nConnection: close\r\n\r\n".encode())
+            answer = b""
+            while chunk := tls.recv(65536):
+                answer += chunk
+    head, _, body = answer.partition(b"\r\n\r\n")
+    return int(head.split()[1]), body
+
+
+def test_04_sidecar_serves_https_for_the_plain_http_app(cluster: LocalCluster) -> None:
+    context = ssl.create_default_context(cafile=str(EXAMPLES / "04-sidecar" / "ca.crt"))
+    with example_up(cluster, "04-sidecar") as out:
+        service_urls(out, "legacy-app")
+        ips = pod_ips(cluster, "legacy-app-")
+        assert len(ips) == 2
+        for ip in ips.values():
+            status, body = https_get(ip, "legacy-app.default.svc.cluster.local", context)
+            assert status == 200
+            assert b"served over HTTPS by its sidecar" in body
+            with pytest.raises(ssl.SSLCertVerificationError):  # not a name it is for
+                https_get(ip, "elsewhere.example", context)

@@ -48,6 +48,7 @@ RUN_HERE = (
     "01-replicated",
     "02-sharded",
     "04-sidecar",
+    "06-adapter",
 )
 
 pytestmark = pytest.mark.timeout(900)
@@ -132,6 +133,19 @@ def http(
             return response.status, response.read()
     except urllib.error.HTTPError as error:
         return error.code, error.read()
+
+
+def resp(host: str, port: int, *command: str) -> bytes:
+    """One Redis command over RESP; the reply's first line (an integer or status) or, for a
+    bulk string, its value."""
+    words = b"".join(b"$%d\r\n%s\r\n" % (len(w.encode()), w.encode()) for w in command)
+    with socket.create_connection((host, port), timeout=30) as conn:
+        conn.sendall(b"*%d\r\n%s" % (len(command), words))
+        reader = conn.makefile("rb")
+        line = reader.readline().rstrip(b"\r\n")
+        if line.startswith(b"$") and line != b"$-1":
+            return reader.read(int(line[1:]) + 2)[:-2]
+        return line
 
 
 def logs(cluster: LocalCluster, pod: str, container: str | None = None) -> str:
@@ -223,3 +237,29 @@ def test_04_sidecar_serves_https_for_the_plain_http_app(cluster: LocalCluster) -
             assert b"served over HTTPS by its sidecar" in body
             with pytest.raises(ssl.SSLCertVerificationError):  # not a name it is for
                 https_get(ip, "elsewhere.example", context)
+
+
+# -- 06 and 12: adapters -------------------------------------------------------------------------
+
+
+def scrape(url: str) -> dict[str, float]:
+    """Prometheus exposition at ``url``, parsed with prometheus_client: sample name → value
+    (the last one of each name)."""
+    status, body = http(url)
+    assert status == 200, body
+    return {
+        sample.name: sample.value
+        for family in text_string_to_metric_families(body.decode())
+        for sample in family.samples
+    }
+
+
+def test_06_adapter_serves_redis_statistics_as_prometheus_metrics(cluster: LocalCluster) -> None:
+    with example_up(cluster, "06-adapter") as out:
+        metrics_url = next(u for u in service_urls(out, "cache") if u.endswith(":9121"))
+        (ip,) = pod_ips(cluster, "cache-").values()
+        assert resp(ip, 6379, "SET", "greeting", "hello") == b"+OK"
+        samples = scrape(metrics_url + "/metrics")
+        assert samples["redis_up"] == 1
+        assert samples["redis_connected_clients"] >= 1
+        assert samples["redis_db_keys"] == 1

@@ -1,17 +1,22 @@
-"""The generator's I/O: asyncio connections for the engine, the timing loop, and worker processes.
+"""The generator's I/O: asyncio connections for the engine, the timer, and worker processes.
 
 Theory of operation
 -------------------
-One coroutine, :func:`run_load`, owns the :class:`~shoal.loadgen.engine.Engine`: it reads the
-clock (``time.monotonic``: CLOCK_MONOTONIC, nanosecond-grained and shared by every process of the
-machine, unlike uvloop's millisecond loop time), calls ``pump``, and sleeps until the next request
-is due. Event-loop timers are millisecond-grained, so within ``timer_slack`` of the next due time
-it yields to the loop (``sleep(0)``: pending I/O runs) and looks again instead of sleeping; at
-rates above about 1,000 per second that keeps one core busy, as wrk2 does.
+:func:`run_load` owns one :class:`~shoal.loadgen.engine.Engine` and never polls. A timer wakes the
+engine when it asked (``pump(now)`` returns when): the next due request, a drop, a timeout check.
+The clock is ``time.monotonic`` (CLOCK_MONOTONIC: nanosecond-grained and shared by every process
+of the machine, unlike uvloop's millisecond loop time), and on Linux so is the timer: a
+``timerfd`` armed at absolute instants, read by the loop like a socket (event-loop timers are
+millisecond-grained; ``call_later`` is the fallback elsewhere). Wake-ups are at least
+``timer_slack`` apart and each sends *everything* due, so at high rates one wake-up serves several
+requests: on a shared machine every wake-up costs a context switch and cold caches, which is most
+of what a request costs. Responses send what is due too (the engine does that), so under load
+most requests leave from the response path, with no timer at all.
 
-Connections are ``asyncio.Protocol`` objects (no streams, no per-request tasks): a request is one
-``transport.write``; ``data_received`` feeds the parser and reports completed responses to the
-engine with the time they were read. Connects run as tasks of one TaskGroup.
+Connections are ``asyncio.Protocol`` objects (no streams, no per-request tasks or futures): a
+request is one ``transport.write`` of bytes encoded once per path; with httptools, llhttp calls
+``on_message_complete`` and that reports to the engine with the time the bytes were read. Connects
+run as tasks of one TaskGroup.
 
 Several processes: :func:`run_workers` starts ``W`` copies of ``python -m shoal.loadgen.worker``,
 hands each the plan, its index and a common start time (on the shared monotonic clock), and
@@ -22,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import json
 import os
 import socket
@@ -59,7 +65,7 @@ def choose_parser(plan: LoadPlan, name: str = "auto") -> str:
 
 
 class _Client(asyncio.Protocol):
-    """One keep-alive connection of the pool."""
+    """One keep-alive connection of the pool, read with the pure-Python parser."""
 
     __slots__ = ("engine", "parser", "slot", "transport")
 
@@ -71,11 +77,7 @@ class _Client(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
-        sock = transport.get_extra_info("socket")
-        if sock is not None:
-            # Small requests must leave at once (Nagle would hold one back for an ACK).
-            with contextlib.suppress(OSError):
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        _nodelay(transport)
 
     def send(self, data: bytes, head_only: bool) -> None:
         assert self.transport is not None
@@ -112,6 +114,195 @@ class _Client(asyncio.Protocol):
             self.transport.abort()
 
 
+class _LlhttpClient(asyncio.Protocol):
+    """One keep-alive connection read by httptools (llhttp, in C): the hot path. The parser calls
+    ``on_message_complete`` as each response ends, and that reports straight to the engine with
+    the time the bytes were read (no list of results, no per-response objects)."""
+
+    __slots__ = ("engine", "now", "parser", "slot", "transport")
+
+    def __init__(self, engine: Engine, slot: Slot) -> None:
+        import httptools
+
+        self.engine = engine
+        self.slot = slot
+        self.now = 0.0
+        self.parser = httptools.HttpResponseParser(self)
+        self.transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        _nodelay(transport)
+
+    def send(self, data: bytes, head_only: bool) -> None:
+        self.transport.write(data)  # type: ignore[union-attr]
+
+    def close(self) -> None:
+        if self.transport is not None:
+            self.transport.close()
+
+    def data_received(self, data: bytes) -> None:
+        self.now = time.monotonic()
+        try:
+            self.parser.feed_data(data)
+        except Exception:  # httptools.HttpParserError and its subclasses
+            self.engine.lost(self.slot, time.monotonic(), "protocol")
+            if self.transport is not None:
+                self.transport.abort()
+
+    def on_message_complete(self) -> None:
+        parser = self.parser
+        status = parser.get_status_code()
+        if status >= 200:  # an interim 1xx is followed by the real answer
+            self.engine.response(self.slot, self.now, status, parser.should_keep_alive())
+
+    def eof_received(self) -> bool | None:
+        # llhttp would complete a body delimited by the close, but httptools offers no call for
+        # the end of the stream: such a response counts as an error (reset) instead.
+        return None
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.engine.lost(self.slot, time.monotonic(), "reset")
+
+
+def _nodelay(transport: asyncio.BaseTransport) -> None:
+    """Small requests must leave at once (uvloop leaves Nagle on; it would hold one back)."""
+    sock = transport.get_extra_info("socket")
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+
+class _TimerSpec(ctypes.Structure):
+    _fields_ = [
+        ("interval_sec", ctypes.c_long),
+        ("interval_nsec", ctypes.c_long),
+        ("value_sec", ctypes.c_long),
+        ("value_nsec", ctypes.c_long),
+    ]
+
+
+class TimerFd:
+    """A Linux ``timerfd`` on CLOCK_MONOTONIC (``time.monotonic``'s clock), armed at absolute
+    instants to the nanosecond and read by the event loop like a socket.
+
+    Why: event-loop timers are millisecond-grained (uvloop's clock is), which is ten requests at
+    10k req/s; polling instead keeps a core busy and gets descheduled on a shared box. A timerfd
+    wakes the loop's ``epoll`` at the instant asked, and costs nothing while it waits.
+    ``TimerFd.create()`` is None where there is none (not Linux, or no libc to call)."""
+
+    _CLOCK_MONOTONIC = 1
+    _TFD_NONBLOCK = 0o4000
+    _TFD_CLOEXEC = 0o2000000
+    _TFD_TIMER_ABSTIME = 1
+
+    def __init__(self, fd: int, settime: Any) -> None:
+        self.fd = fd
+        self._settime = settime
+        self._spec = _TimerSpec()
+        self._spec_ref = ctypes.byref(self._spec)
+
+    @classmethod
+    def create(cls) -> TimerFd | None:
+        if not sys.platform.startswith("linux"):
+            return None
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            create, settime = libc.timerfd_create, libc.timerfd_settime
+        except (OSError, AttributeError):
+            return None
+        create.argtypes = [ctypes.c_int, ctypes.c_int]
+        settime.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p]
+        fd = create(cls._CLOCK_MONOTONIC, cls._TFD_NONBLOCK | cls._TFD_CLOEXEC)
+        if fd < 0:
+            return None
+        return cls(fd, settime)
+
+    def arm(self, when: float) -> None:
+        """Fire once at ``when`` (seconds on ``time.monotonic()``; a past instant fires now)."""
+        nanos = int(when * 1e9)
+        spec = self._spec
+        spec.value_sec, spec.value_nsec = divmod(nanos if nanos > 0 else 1, 1_000_000_000)
+        if self._settime(self.fd, self._TFD_TIMER_ABSTIME, self._spec_ref, None) != 0:
+            raise OSError(ctypes.get_errno(), "timerfd_settime failed")
+
+    def clear(self) -> None:
+        """Consume the expiry (the fd stays readable until read)."""
+        with contextlib.suppress(BlockingIOError, InterruptedError):
+            os.read(self.fd, 8)
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+
+class _Ticker:
+    """Wakes the engine when it asked to be woken, and reports progress and the end.
+
+    The wake-up instant is the engine's (the next due request, a drop or a timeout check), but no
+    sooner than ``timer_slack`` after this wake-up, so that at high rates one wake-up sends a few
+    requests (the engine sends everything due); and no later than 50 ms, to notice ``stop``."""
+
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        engine: Engine,
+        done: asyncio.Future[None],
+        stop: asyncio.Event | None,
+        on_progress: Progress | None,
+    ) -> None:
+        self.loop = loop
+        self.engine = engine
+        self.done = done
+        self.stop = stop
+        self.on_progress = on_progress
+        settings = engine.settings
+        self.slack = settings.timer_slack
+        self.interval = settings.progress_interval
+        self.next_progress = time.monotonic() + self.interval
+        self.timerfd = TimerFd.create()
+        self.handle: asyncio.TimerHandle | None = None
+        if self.timerfd is not None:
+            loop.add_reader(self.timerfd.fd, self.fire)
+
+    def arm(self, when: float) -> None:
+        if self.timerfd is not None:
+            self.timerfd.arm(when)
+        else:
+            self.handle = self.loop.call_later(max(0.0, when - time.monotonic()), self.fire)
+
+    def fire(self) -> None:
+        if self.timerfd is not None:
+            self.timerfd.clear()
+        if self.done.done():
+            return
+        now = time.monotonic()
+        engine = self.engine
+        if self.stop is not None and self.stop.is_set():
+            engine.stop(now)
+            self.done.set_result(None)
+            return
+        wake = engine.pump(now)
+        if wake is None:
+            self.done.set_result(None)
+            return
+        if self.on_progress is not None and now >= self.next_progress:
+            self.on_progress(engine.stats, now)
+            self.next_progress = now + self.interval
+        if self.on_progress is not None and self.next_progress < wake:
+            wake = self.next_progress
+        soonest = now + self.slack
+        self.arm(soonest if wake < soonest else min(wake, now + 0.05))
+
+    def close(self) -> None:
+        if self.handle is not None:
+            self.handle.cancel()
+        if self.timerfd is not None:
+            self.loop.remove_reader(self.timerfd.fd)
+            self.timerfd.close()
+
+
 async def run_load(
     plan: LoadPlan,
     *,
@@ -125,21 +316,27 @@ async def run_load(
     """Run this worker's share of ``plan`` against its target; the stats when every request has
     completed, failed or been dropped, or when ``stop`` is set (then what was measured so far).
 
-    ``start``: the schedule's zero on ``time.monotonic()`` (now when None)."""
+    ``start``: the schedule's zero on ``time.monotonic()`` (now when None). The stats' ``cpu`` is
+    this process's CPU time from the call to the end of the run."""
     kind = choose_parser(plan, parser)
     settings = plan.settings
     loop = asyncio.get_running_loop()
+    cpu = time.process_time()
     begin = time.monotonic() if start is None else start
+    done: asyncio.Future[None] = loop.create_future()
     async with asyncio.TaskGroup() as group:
         engine: Engine
+
+        def protocol(slot: Slot) -> asyncio.Protocol:
+            if kind == "httptools":
+                return _LlhttpClient(engine, slot)
+            return _Client(engine, slot, make_parser(kind))
 
         async def connect(slot: Slot) -> None:
             try:
                 async with asyncio.timeout(settings.timeout):
-                    _, protocol = await loop.create_connection(
-                        lambda: _Client(engine, slot, make_parser(kind)),
-                        plan.target.host,
-                        plan.target.port,
+                    transport, client = await loop.create_connection(
+                        lambda: protocol(slot), plan.target.host, plan.target.port
                     )
             except TimeoutError:
                 engine.connect_failed(slot, time.monotonic(), "timeout")
@@ -147,10 +344,10 @@ async def run_load(
             except OSError:
                 engine.connect_failed(slot, time.monotonic(), "connect")
                 return
-            if slot.state == "closed":  # lost before we heard it was made
-                protocol.close()
+            if slot.state != "connecting":  # lost or stopped before we heard it was made
+                transport.close()
                 return
-            engine.connected(slot, protocol, time.monotonic())
+            engine.connected(slot, client, time.monotonic())  # type: ignore[arg-type]
 
         engine = Engine(
             plan,
@@ -159,28 +356,15 @@ async def run_load(
             worker=worker,
             workers=workers,
         )
-        slack = settings.timer_slack
-        interval = settings.progress_interval
-        next_progress = time.monotonic() + interval
-        while True:
-            now = time.monotonic()
-            if stop is not None and stop.is_set():
-                engine.stop(now)
-                break
-            wake = engine.pump(now)
-            if wake is None:
-                break
-            if on_progress is not None and now >= next_progress:
-                on_progress(engine.stats, now)
-                next_progress = now + interval
-                wake = min(wake, next_progress)
-            delay = wake - time.monotonic()
-            if delay > slack:
-                await asyncio.sleep(min(delay - slack, 0.05))
-            else:
-                await asyncio.sleep(0)
-        engine.stop(time.monotonic())
+        ticker = _Ticker(loop, engine, done, stop, on_progress)
+        try:
+            ticker.arm(begin)
+            await done
+        finally:
+            ticker.close()
+            engine.stop(time.monotonic())
     await asyncio.sleep(0)  # let closed transports report connection_lost
+    engine.recorder.cpu = time.process_time() - cpu
     return engine.stats
 
 

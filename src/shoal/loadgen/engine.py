@@ -9,7 +9,10 @@ under a real event loop and in a discrete-event simulation with a fake clock (th
 * ``pump(now)`` releases every request whose intended time has come (the open model: due is due,
   whatever the responses do). A due request goes to an idle keep-alive connection; else, below
   ``connections``, to a new connection (the request waits on it while it connects); else it joins
-  the backlog. It returns when it wants to be called again.
+  the backlog. It returns when it wants to be called again (``next_due`` is the next request's
+  intended time alone, for a driver that wants to check cheaply).
+* A response also sends whatever is due by its ``now``: under load most requests leave from the
+  response path, on the connection that just freed up, without waiting for a timer.
 * A backlog entry older than ``drop_after`` is *dropped*: counted, never sent. The backlog is
   served oldest first as connections free up, so it is bounded by ``rate * drop_after``.
 * Each connection carries one request at a time (no pipelining, as browsers and wrk).
@@ -17,6 +20,10 @@ under a real event loop and in a discrete-event simulation with a fake clock (th
   timeout counts an error for its request and closes it; the slot it held is then refilled from
   the backlog.
 * Latency is ``completion - intended start``; sending later than ``late_after`` counts as late.
+
+The per-request path (``_send_due`` and ``response``) is written for CPython's speed: locals, no
+per-request objects beyond what the driver writes, counters summed once per batch, and one
+:class:`~shoal.loadgen.stats.Recorder` call per response.
 """
 
 from __future__ import annotations
@@ -26,11 +33,12 @@ from collections.abc import Callable
 from typing import Literal, Protocol
 
 from shoal.loadgen.plan import LoadPlan
-from shoal.loadgen.stats import RunStats
+from shoal.loadgen.stats import Recorder, RunStats
 
 __all__ = ["Connection", "Engine", "Slot"]
 
 SlotState = Literal["connecting", "idle", "busy", "closed"]
+_NEVER = float("inf")
 
 
 class Connection(Protocol):
@@ -71,84 +79,133 @@ class Engine:
         self.plan = plan
         self.start = start
         self.settings = plan.settings
-        self.stats = RunStats(len(plan.requests), start, window=plan.settings.window)
+        self.recorder = Recorder(len(plan.requests), start, window=plan.settings.window)
         self._open_connection = open_connection
         self._data = [request.encode(plan.target.authority) for request in plan.requests]
         self._head = [request.method == "HEAD" for request in plan.requests]
-        self._picker = plan.picker()
+        self._cycle = plan.picker().cycle
         self._schedule = plan.schedule
+        self._time_of = plan.schedule.time_of
+        segment = plan.schedule.segments[0]
+        # A constant rate: request k is due at k / rate (what time_of computes), inlined.
+        self._rate = (
+            segment.start_rate
+            if len(plan.schedule.segments) == 1 and segment.start_rate == segment.end_rate > 0
+            else 0.0
+        )
+        self._total = plan.schedule.total
         self._step = workers
         self._k = worker
         """The next request of this worker's share (requests k, k+workers, ...)."""
-        self._next_time: float | None = None
-        if worker < plan.schedule.total:
-            self._next_time = start + plan.schedule.time_of(worker)
+        self._next_time = start + self._time_of(worker) if worker < self._total else _NEVER
         self.idle: list[Slot] = []
-        self.busy: set[Slot] = set()
+        self.slots: list[Slot] = []
+        """Every connection open or opening."""
         self.open = 0
         """Connections open or opening."""
+        self.inflight = 0
+        """Requests written and not yet answered."""
+        self.connecting = 0
         self.backlog: deque[tuple[float, int]] = deque()
         self.stopped = False
         self._next_timeout_check = start
 
     @property
+    def stats(self) -> RunStats:
+        """What was measured so far (a snapshot)."""
+        return self.recorder.snapshot()
+
+    @property
+    def busy(self) -> list[Slot]:
+        """The connections carrying a request."""
+        return [slot for slot in self.slots if slot.state == "busy"]
+
+    @property
+    def next_due(self) -> float:
+        """When this worker's next request is due (infinity when none is left)."""
+        return self._next_time
+
+    @property
     def finished(self) -> bool:
         """Nothing left to send or wait for."""
         return self.stopped or (
-            self._next_time is None and not self.backlog and not self.busy and self._connecting == 0
+            self._next_time == _NEVER
+            and not self.backlog
+            and self.inflight == 0
+            and self.connecting == 0
         )
-
-    @property
-    def _connecting(self) -> int:
-        return self.open - len(self.idle) - len(self.busy)
 
     def pump(self, now: float) -> float | None:
         """Do everything due at ``now``; the time to be called next (None: finished)."""
         if self.stopped:
             return None
         settings = self.settings
-        intended = self._next_time
-        if intended is not None and intended <= now:
-            # The hot loop: every request due by now, in order (locals for speed).
-            schedule, pick, step, total = (
-                self._schedule,
-                self._picker.pick,
-                self._step,
-                self._schedule.total,
-            )
-            start, k, dispatch, sent = self.start, self._k, self._dispatch, 0
-            while intended is not None and intended <= now:
-                dispatch(pick(k), intended, now)
-                sent += 1
-                k += step
-                intended = start + schedule.time_of(k) if k < total else None
-            self._k = k
-            self._next_time = intended
-            self.stats.scheduled += sent
+        if self._next_time <= now:
+            self._send_due(now)
         backlog = self.backlog
-        while backlog and backlog[0][0] + settings.drop_after <= now:
-            intended, path = backlog.popleft()
-            self.stats.record_drop(path, intended)
+        if backlog:
+            self._drop_expired(now)
         if now >= self._next_timeout_check:
             self._expire(now)
             self._next_timeout_check = now + min(0.1, settings.timeout / 10)
         if self.finished:
-            self.stats.end = now if self.stats.end is None else self.stats.end
+            recorder = self.recorder
+            recorder.end = now if recorder.end is None else recorder.end
             return None
-        wake = self._next_timeout_check if (self.busy or self._connecting) else float("inf")
-        if self._next_time is not None:
-            wake = min(wake, self._next_time)
+        wake = self._next_timeout_check if (self.inflight or self.connecting) else _NEVER
+        if self._next_time < wake:
+            wake = self._next_time
         if backlog:
             wake = min(wake, backlog[0][0] + settings.drop_after)
-        return wake if wake != float("inf") else now + 0.1
+        return wake if wake != _NEVER else now + 0.1
 
-    def _dispatch(self, path: int, intended: float, now: float) -> None:
-        if self.idle:
-            self._send(self.idle.pop(), path, intended, now)
-        elif self.open < self.settings.connections:
-            self._connect(path, intended, now)
-        else:
-            self.backlog.append((intended, path))
+    def _send_due(self, now: float) -> None:
+        """Send (or queue) every request due by ``now``: the hot loop, in locals."""
+        intended = self._next_time
+        k, step, total, start, rate = self._k, self._step, self._total, self.start, self._rate
+        cycle, data, head, idle = self._cycle, self._data, self._head, self.idle
+        ncycle = len(cycle)
+        late_after = self.settings.late_after
+        connections = self.settings.connections
+        time_of = self._time_of
+        sent = late = scheduled = 0
+        while intended <= now:
+            path = cycle[k % ncycle]
+            if idle:
+                slot = idle.pop()
+                slot.state = "busy"
+                slot.path = path
+                slot.intended = intended
+                slot.sent = now
+                sent += 1
+                if now - intended > late_after:
+                    late += 1
+                slot.conn.send(data[path], head[path])  # type: ignore[union-attr]
+            elif self.open < connections:
+                self._connect(path, intended, now)
+            else:
+                self.backlog.append((intended, path))
+            scheduled += 1
+            k += step
+            if k >= total:
+                intended = _NEVER
+            elif rate:
+                intended = start + k / rate
+            else:
+                intended = start + time_of(k)
+        self._k = k
+        self._next_time = intended
+        self.inflight += sent
+        recorder = self.recorder
+        recorder.scheduled += scheduled
+        recorder.sent += sent
+        recorder.late += late
+
+    def _drop_expired(self, now: float) -> None:
+        backlog, drop_after, drop = self.backlog, self.settings.drop_after, self.recorder.drop
+        while backlog and backlog[0][0] + drop_after <= now:
+            intended, path = backlog.popleft()
+            drop(path, intended)
 
     def _connect(self, path: int, intended: float, now: float) -> None:
         slot = Slot()
@@ -156,6 +213,8 @@ class Engine:
         slot.intended = intended
         slot.sent = now
         self.open += 1
+        self.connecting += 1
+        self.slots.append(slot)
         self._open_connection(slot)
 
     def _send(self, slot: Slot, path: int, intended: float, now: float) -> None:
@@ -163,8 +222,11 @@ class Engine:
         slot.path = path
         slot.intended = intended
         slot.sent = now
-        self.busy.add(slot)
-        self.stats.record_sent(intended, now, self.settings.late_after)
+        self.inflight += 1
+        recorder = self.recorder
+        recorder.sent += 1
+        if now - intended > self.settings.late_after:
+            recorder.late += 1
         assert slot.conn is not None
         slot.conn.send(self._data[path], self._head[path])
 
@@ -174,6 +236,8 @@ class Engine:
             self._close(slot)
             return
         if self.backlog:
+            self._drop_expired(now)
+        if self.backlog:
             intended, path = self.backlog.popleft()
             self._send(slot, path, intended, now)
         else:
@@ -181,27 +245,35 @@ class Engine:
             self.idle.append(slot)
 
     def _close(self, slot: Slot) -> None:
-        if slot.state == "closed":
+        state = slot.state
+        if state == "closed":
             return
-        if slot.state == "busy":
-            self.busy.discard(slot)
-        elif slot.state == "idle":
+        if state == "busy":
+            self.inflight -= 1
+        elif state == "idle":
             self.idle.remove(slot)
+        elif state == "connecting":
+            self.connecting -= 1
         slot.state = "closed"
         self.open -= 1
+        self.slots.remove(slot)
         if slot.conn is not None:
             slot.conn.close()
 
     def _refill(self, now: float) -> None:
         """A connection went away: open another for the oldest waiting request, if any."""
-        if not self.stopped and self.backlog and self.open < self.settings.connections:
+        if self.stopped:
+            return
+        if self.backlog:
+            self._drop_expired(now)
+        if self.backlog and self.open < self.settings.connections:
             intended, path = self.backlog.popleft()
             self._connect(path, intended, now)
 
     def _expire(self, now: float) -> None:
         limit = now - self.settings.timeout
-        for slot in [s for s in self.busy if s.sent <= limit]:
-            self.stats.record_failure(slot.path, slot.intended, now, "timeout")
+        for slot in [s for s in self.slots if s.state == "busy" and s.sent <= limit]:
+            self.recorder.failure(slot.path, slot.intended, now, "timeout")
             self._close(slot)
             self._refill(now)
 
@@ -209,7 +281,10 @@ class Engine:
 
     def connected(self, slot: Slot, conn: Connection, now: float) -> None:
         """The connection opened for ``slot`` is up: send the request that waited for it."""
+        if slot.state != "connecting":
+            return  # closed meanwhile: the driver closes ``conn``
         slot.conn = conn
+        self.connecting -= 1
         if self.stopped:
             slot.state = "idle"  # so that _close counts it
             self.idle.append(slot)
@@ -219,34 +294,61 @@ class Engine:
 
     def connect_failed(self, slot: Slot, now: float, kind: str = "connect") -> None:
         """Opening failed: the request that waited for it fails."""
+        if slot.state != "connecting":
+            return
+        self.connecting -= 1
         self.open -= 1
+        self.slots.remove(slot)
         slot.state = "closed"
         if self.stopped:
             return
-        self.stats.record_sent(slot.intended, slot.sent, self.settings.late_after)
-        self.stats.record_failure(slot.path, slot.intended, now, kind)
+        self._fail_waiting(slot, now, kind)
         self._refill(now)
 
+    def _fail_waiting(self, slot: Slot, now: float, kind: str) -> None:
+        """The request that waited for ``slot``'s connection fails (it counts as sent)."""
+        recorder = self.recorder
+        recorder.sent += 1
+        if slot.sent - slot.intended > self.settings.late_after:
+            recorder.late += 1
+        recorder.failure(slot.path, slot.intended, now, kind)
+
     def response(self, slot: Slot, now: float, status: int, keep_alive: bool) -> None:
-        """A complete response arrived on ``slot``'s connection."""
+        """A complete response arrived on ``slot``'s connection; then send what is due."""
         if slot.state != "busy":
             return  # timed out or stopped meanwhile
-        self.busy.discard(slot)
-        self.stats.record_response(slot.path, slot.intended, now, status)
+        self.recorder.response(slot.path, slot.intended, now, status)
         if keep_alive:
-            self._release(slot, now)
+            if self.backlog or self.stopped:
+                self.inflight -= 1
+                self._release(slot, now)
+            elif self._next_time <= now:
+                # Due already: straight back out on this connection (the common case under load).
+                self.inflight -= 1
+                slot.state = "idle"
+                self.idle.append(slot)
+                self._send_due(now)
+                return
+            else:
+                self.inflight -= 1
+                slot.state = "idle"
+                self.idle.append(slot)
+                return
         else:
-            slot.state = "idle"
-            self.idle.append(slot)
             self._close(slot)
             self._refill(now)
+        if self._next_time <= now and not self.stopped:
+            self._send_due(now)
 
     def lost(self, slot: Slot, now: float, kind: str = "reset") -> None:
         """The connection closed or broke (``kind``: reset, protocol); a request on it fails."""
-        if slot.state == "closed":
+        state = slot.state
+        if state == "closed":
             return
-        if slot.state == "busy":
-            self.stats.record_failure(slot.path, slot.intended, now, kind)
+        if state == "busy":
+            self.recorder.failure(slot.path, slot.intended, now, kind)
+        elif state == "connecting" and not self.stopped:
+            self._fail_waiting(slot, now, kind)
         slot.conn = None  # already gone: nothing to close
         self._close(slot)
         self._refill(now)
@@ -255,11 +357,12 @@ class Engine:
         """Stop sending: close every connection; requests in flight or waiting are not counted."""
         if self.stopped:
             return
+        recorder = self.recorder
         if not self.finished:
-            self.stats.stopped = True
+            recorder.stopped = True
         self.stopped = True
         self.backlog.clear()
-        for slot in [*self.idle, *self.busy]:
+        for slot in list(self.slots):
             self._close(slot)
-        if self.stats.end is None:
-            self.stats.end = now
+        if recorder.end is None:
+            recorder.end = now

@@ -138,6 +138,7 @@ def summarize(
         "errorRatio": round(stats.errors / stats.requests, 6) if stats.requests else 0.0,
         "dropped": stats.dropped,
         "late": stats.late,
+        "cpuSeconds": round(stats.cpu, 6),
         "statuses": {str(k): v for k, v in sorted(stats.statuses.items())},
         "failures": dict(sorted(stats.failures.items())),
         "latency": latency_summary(overall),

@@ -331,6 +331,24 @@ def test_a_crash_looping_container_backs_off_without_stalling_the_node(
     cluster.shoal("delete", "replicatedservice", "healthy", "--wait=true")
 
 
+def test_up_with_a_bad_file_names_file_line_and_field_and_applies_nothing(
+    cluster: LocalCluster, tmp_path: Path
+) -> None:
+    good = _replicated("never", "v1", replicas=1)
+    bad = tmp_path / "bad.yaml"
+    _write(bad, good)
+    text = bad.read_text().replace("replicas: 1", "replicas: -1")
+    bad.write_text(text)
+    line = next(i for i, row in enumerate(text.splitlines(), 1) if "replicas: -1" in row)
+    result = cluster.shoal("up", "-f", str(bad), "--data-dir", str(cluster.data_dir), check=False)
+    assert result.returncode == 1
+    assert f"{bad}:{line}:" in result.stderr
+    assert "spec.replicas" in result.stderr
+    assert "nothing applied" in result.stderr
+    listed = cluster.shoal("get", "replicatedservices", "-o", "name", check=False)
+    assert "never" not in listed.stdout
+
+
 @pytest.mark.parametrize("how", ["shoal down", "SIGKILL"])
 def test_stopping_the_cluster_leaves_no_pod_process(how: str, tmp_path: Path) -> None:
     manifest = _write(tmp_path / "app.yaml", _replicated("app", "v1", replicas=2))

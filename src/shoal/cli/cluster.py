@@ -285,6 +285,9 @@ def up_command(
         return
     try:
         code = asyncio.run(_up(state.kubeconfig, paths, seconds, wait, console))
+    except KeyboardInterrupt:
+        click.echo("interrupted; the cluster keeps running (`shoal down` stops it)", err=True)
+        code = 130
     except CommandError as error:
         click.echo(str(error), err=True)
         code = 1

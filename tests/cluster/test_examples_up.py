@@ -49,6 +49,7 @@ RUN_HERE = (
     "02-sharded",
     "04-sidecar",
     "06-adapter",
+    "12-adapters",
 )
 
 pytestmark = pytest.mark.timeout(900)
@@ -209,7 +210,6 @@ def test_02_sharded_each_user_reaches_one_shard(cluster: LocalCluster) -> None:
         assert len({name for where in seen.values() for name in where}) >= 3  # spread
 
 
-
 # -- 04 and 09: TLS sidecars ---------------------------------------------------------------------
 
 
@@ -263,3 +263,29 @@ def test_06_adapter_serves_redis_statistics_as_prometheus_metrics(cluster: Local
         assert samples["redis_up"] == 1
         assert samples["redis_connected_clients"] >= 1
         assert samples["redis_db_keys"] == 1
+
+
+def test_12_adapters_serve_metrics_health_and_json_logs_beside_redis(
+    cluster: LocalCluster,
+) -> None:
+    with example_up(cluster, "12-adapters") as out:
+        metrics_url = next(u for u in service_urls(out, "cache") if u.endswith(":9121"))
+        ips = pod_ips(cluster, "cache-")
+        assert len(ips) == 2
+        samples = scrape(metrics_url + "/metrics")
+        assert samples["redis_up"] == 1
+        assert "redis_connected_clients" in samples
+        for name, ip in ips.items():
+            assert scrape(f"http://{ip}:9121/metrics")["redis_up"] == 1
+            status, body = http(f"http://{ip}:8086/healthz")
+            assert status == 200, body
+            assert http(f"http://{ip}:8086/livez")[0] == 200
+
+            def json_lines(pod: str = name) -> list[dict[str, Any]]:
+                lines = [json.loads(line) for line in logs(cluster, pod, "logs").splitlines()]
+                ready = any("Ready to accept connections" in line["message"] for line in lines)
+                return lines if ready else []
+
+            lines = poll(json_lines, f"Redis' start in the JSON log of {name}")
+            assert all(line["timestamp"].endswith("Z") for line in lines)
+            assert {line["role"] for line in lines} <= set("XCSM")

@@ -49,6 +49,7 @@ RUN_HERE = (
     "02-sharded",
     "04-sidecar",
     "06-adapter",
+    "09-tls-sidecar",
     "12-adapters",
 )
 
@@ -225,6 +226,18 @@ def https_get(ip: str, name: str, context: ssl.SSLContext) -> tuple[int, bytes]:
     return int(head.split()[1]), body
 
 
+def refused(ip: str, name: str, context: ssl.SSLContext) -> bool:
+    """Whether the pod at ``ip`` refuses HTTPS from ``context`` (with TLS 1.3 a missing client
+    certificate is reported after the handshake, on the first read)."""
+    try:
+        https_get(ip, name, context)
+    except (ssl.SSLError, ConnectionError):
+        return True
+    except (IndexError, ValueError):  # the connection closed without an HTTP answer
+        return True
+    return False
+
+
 def test_04_sidecar_serves_https_for_the_plain_http_app(cluster: LocalCluster) -> None:
     context = ssl.create_default_context(cafile=str(EXAMPLES / "04-sidecar" / "ca.crt"))
     with example_up(cluster, "04-sidecar") as out:
@@ -289,3 +302,25 @@ def test_12_adapters_serve_metrics_health_and_json_logs_beside_redis(
             lines = poll(json_lines, f"Redis' start in the JSON log of {name}")
             assert all(line["timestamp"].endswith("Z") for line in lines)
             assert {line["role"] for line in lines} <= set("XCSM")
+
+
+def test_09_tls_sidecar_requires_client_certificates_and_forwards_to_the_app(
+    cluster: LocalCluster,
+) -> None:
+    folder = EXAMPLES / "09-tls-sidecar"
+    anonymous = ssl.create_default_context(cafile=str(folder / "ca.crt"))
+    client = ssl.create_default_context(cafile=str(folder / "ca.crt"))
+    client.load_cert_chain(str(folder / "client.crt"), str(folder / "client.key"))
+    name = "web.default.svc.cluster.local"
+    with example_up(cluster, "09-tls-sidecar") as out:
+        service_urls(out, "web")
+        ips = pod_ips(cluster, "web-")
+        assert len(ips) == 3
+        for pod, ip in ips.items():
+            status, body = https_get(ip, name, client)
+            assert status == 200, body
+            answer = json.loads(body)
+            assert answer["pod"] == pod
+            assert answer["forwardedProto"] == "https"
+            assert answer["forwardedFor"]
+            assert refused(ip, name, anonymous)

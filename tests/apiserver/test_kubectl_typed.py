@@ -109,6 +109,35 @@ async def test_create_secret_generic(kubectl: Kubectl) -> None:
     assert got["type"] == "Opaque"
 
 
+async def test_create_secret_tls_and_docker_registry(kubectl: Kubectl) -> None:
+    pki = Path(kubectl.env["KUBECONFIG"]).parent / "pki"  # the server's own serving pair
+    out = await kubectl(
+        "create",
+        "secret",
+        "tls",
+        "web-tls",
+        f"--cert={pki / 'server.crt'}",
+        f"--key={pki / 'server.key'}",
+    )
+    assert out.strip() == "secret/web-tls created"
+    tls = await kubectl.json("get", "secret", "web-tls")
+    assert tls["type"] == "kubernetes.io/tls"
+    assert base64.b64decode(tls["data"]["tls.crt"]) == (pki / "server.crt").read_bytes()
+    await kubectl(
+        "create",
+        "secret",
+        "docker-registry",
+        "pull",
+        "--docker-server=registry.example",
+        "--docker-username=me",
+        "--docker-password=secret",
+    )
+    pull = await kubectl.json("get", "secret", "pull")
+    assert pull["type"] == "kubernetes.io/dockerconfigjson"
+    config = json.loads(base64.b64decode(pull["data"][".dockerconfigjson"]))
+    assert config["auths"]["registry.example"]["username"] == "me"
+
+
 async def test_create_deployment(kubectl: Kubectl) -> None:
     out = await kubectl(
         "create", "deployment", "web", "--image=nginx:1.27", "--port=80", "--replicas=2"

@@ -50,6 +50,7 @@ RUN_HERE = (
     "04-sidecar",
     "06-adapter",
     "09-tls-sidecar",
+    "10-split-canary",
     "12-adapters",
 )
 
@@ -324,3 +325,33 @@ def test_09_tls_sidecar_requires_client_certificates_and_forwards_to_the_app(
             assert answer["forwardedProto"] == "https"
             assert answer["forwardedFor"]
             assert refused(ip, name, anonymous)
+
+
+# -- 10: split canary ----------------------------------------------------------------------------
+
+
+def test_10_split_canary_sends_a_tenth_of_users_to_v2_and_mirrors_to_v3(
+    cluster: LocalCluster,
+) -> None:
+    users = [f"user-{i}" for i in range(300)]
+    with example_up(cluster, "10-split-canary") as out:
+        (url,) = service_urls(out, "frontend")
+
+        def version(user: str, n: int) -> str:
+            status, body = http(f"{url}/orders?n={n}", headers={"Cookie": f"session={user}"})
+            assert status == 200, body
+            return str(json.loads(body)["api"]["version"])
+
+        first = {user: version(user, n) for n, user in enumerate(users)}
+        counts = collections.Counter(first.values())
+        assert set(counts) == {"v1", "v2"}, counts  # the shadow's answers are dropped
+        assert 0.04 <= counts["v2"] / len(users) <= 0.18, counts  # --weight=10
+        for n, user in enumerate(users[:60]):  # sticky by the session cookie
+            assert version(user, 1000 + n) == first[user], user
+        (shadow,) = pod_ips(cluster, "api-v3-shadow-")
+
+        def mirrored() -> int:
+            return logs(cluster, shadow).count("GET /orders?n=")
+
+        # --mirror-percent=5 of 360 requests: about 18 copies (none at all: 1e-8).
+        assert poll(mirrored, "requests mirrored to the shadow") < 360 * 0.15

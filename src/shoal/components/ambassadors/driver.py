@@ -396,6 +396,8 @@ class _Client(asyncio.Protocol):
             metrics.requests += len(events)
             bad_request = resp.BadRequest
             single = rplan.single
+            first = ambassador.only_conn
+            touched = ambassador.touched
             for revent in events:
                 if isinstance(revent, bad_request):
                     metrics.bad_requests += 1
@@ -407,11 +409,22 @@ class _Client(asyncio.Protocol):
                 args, raw = revent
                 server = single(args, now)
                 if server is not None:
-                    conn = backends[server].conn()
+                    conn = first[server] if first else backends[server].conn()
                     conn.requests += 1
                     slot = _Slot(self)
                     slots.append(slot)
-                    conn.send(raw, slot, now)
+                    if conn.state == "open":
+                        # conn.send, inlined: this runs once per pipelined command.
+                        pending = conn.pending
+                        if not pending:
+                            conn.since = now
+                        pending.append(slot)
+                        conn.out.append(raw)
+                        if not conn.queued:
+                            conn.queued = True
+                            touched.append(conn)
+                    else:
+                        conn.send(raw, slot, now)
                     continue
                 if self._dispatch(rplan.plan(args, raw, now), now, backends):
                     break
@@ -503,6 +516,12 @@ class Ambassador:
         self.backends = {
             spec.key: _Backend(self, spec, settings.server_connections) for spec in servers
         }
+        self.only_conn: dict[str, _ServerConn] = (
+            {key: backend.conns[0] for key, backend in self.backends.items()}
+            if settings.server_connections == 1
+            else {}
+        )
+        """With one connection per server, each server's connection (the hot path skips conn())."""
         self.clients: set[_Client] = set()
         self.touched: list[_ServerConn] = []
         self.flush_scheduled = False

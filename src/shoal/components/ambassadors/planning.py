@@ -196,11 +196,12 @@ def _wrong_args(name: bytes) -> Answer:
 class RedisPlanner:
     """Redis commands to plans; see the module docstring."""
 
-    __slots__ = ("_refused", "_single", "router", "servers")
+    __slots__ = ("_refused", "_single", "_usable_owner", "router", "servers")
 
     def __init__(self, router: KeyRouter, servers: dict[str, ServerSpec]) -> None:
         self.router = router
         self.servers = servers
+        self._usable_owner = router.usable_owner
         self._single = frozenset(name.encode() for name in _SINGLE_KEY)
         self._refused = {
             name.encode(): why for why, names in _REFUSED.items() for name in names.split()
@@ -218,9 +219,7 @@ class RedisPlanner:
         """The hot path: the server for a single-key command whose server is usable, else None
         (then :meth:`plan` decides). The same answer ``plan`` gives, without building a plan."""
         if len(args) > 1 and args[0].upper() in self._single:
-            server, ok = self.router.route(args[1], now)
-            if ok:
-                return server
+            return self._usable_owner(args[1], now)
         return None
 
     def plan(self, args: list[bytes], raw: bytes, now: float) -> Plan:

@@ -118,6 +118,31 @@ def schedstat(pid: int) -> tuple[float, float]:
     return int(on_cpu) / 1e9, int(waiting) / 1e9
 
 
+@dataclass
+class Usage:
+    """What one process used between :meth:`start` and :meth:`stop`, per second of wall time."""
+
+    pid: int
+    on_cpu: float = 0.0
+    """Seconds on a CPU per second (1.0: a full core)."""
+    waiting: float = 0.0
+    """Seconds waited runnable per second (the box's other work in the way)."""
+    cpu_seconds: float = 0.0
+    _start: tuple[float, float, float] = (0.0, 0.0, 0.0)
+
+    def start(self) -> Usage:
+        self._start = (time.monotonic(), *schedstat(self.pid))
+        return self
+
+    def stop(self) -> Usage:
+        wall = time.monotonic() - self._start[0]
+        on_cpu, waiting = schedstat(self.pid)
+        self.cpu_seconds = on_cpu - self._start[1]
+        self.on_cpu = self.cpu_seconds / wall
+        self.waiting = (waiting - self._start[2]) / wall
+        return self
+
+
 def percentile(values: Sequence[float], q: float) -> float:
     """Nearest-rank percentile (q in 0..100): p99 of 50 values is the largest."""
     ordered = sorted(values)
@@ -290,6 +315,8 @@ class StartRound:
     from_added: list[float] = field(default_factory=list)
     started_from_post: list[float] = field(default_factory=list)
     server: list[float] = field(default_factory=list)
+    cluster: Usage | None = None
+    """The cluster process (API server, controllers, node) over the round."""
 
 
 async def paced_starts(
@@ -333,6 +360,15 @@ async def paced_starts(
         result.from_added.append(pod.ready - pod.seen)
         result.started_from_post.append(pod.started - posted[pod.name])
         result.server.append(parse_time(pod.ready_transition) - parse_time(pod.created))
+    if percentile(result.from_post, 99) > 1.0:
+        worst = sorted(watch.live(set_name), key=lambda pod: posted[pod.name] - (pod.ready or 0))
+        for pod in worst[:3]:
+            base = posted[pod.name]
+            log(
+                f"  slow: {pod.name} posted at +{base - begin:.2f} s; then ADDED +"
+                f"{pod.seen - base:.2f}, started +{(pod.started or base) - base:.2f}, "
+                f"Ready +{(pod.ready or base) - base:.2f} s"
+            )
     # Delete them all, and wait until they are gone (the node stops them gracefully).
     async with asyncio.TaskGroup() as group:
         for pod in watch.live(set_name):
@@ -351,6 +387,8 @@ class ScaleRound:
     all_added: float
     start_to_ready: list[float]
     scale_down: float
+    cluster: Usage | None = None
+    """The cluster process (API server, controllers, node) over the round."""
 
 
 async def scale_round(
@@ -754,40 +792,47 @@ async def _parts(
     deployment = await client.get(DEPLOYMENTS, APP)
     template = deployment["spec"]["template"]
 
-    report.loads.append(("pod starts", loadavg()))
-    log(f"part 1: {args.start_rounds} x {args.pods} pods at {args.rate:g}/s")
-    for round_index in range(args.start_rounds):
+    if 1 in args.parts:
+        report.loads.append(("pod starts", loadavg()))
+        log(f"part 1: {args.start_rounds} x {args.pods} pods at {args.rate:g}/s")
+    for round_index in range(args.start_rounds if 1 in args.parts else 0):
+        usage = Usage(cluster.pid).start()
         report.starts.append(
             await paced_starts(client, watch, template, round_index, args.pods, args.rate)
         )
+        report.starts[-1].cluster = usage.stop()
         log(f"  round {round_index + 1}: p99 {percentile(report.starts[-1].from_post, 99):.3f} s")
 
-    report.loads.append(("0 to N", loadavg()))
-    log(f"part 2: {args.scale_rounds} x 0 to {args.replicas} replicas")
-    scale_template = template_for(template, "scale")
-    await client.create(
-        DEPLOYMENTS,
-        {
-            "apiVersion": "apps/v1",
-            "kind": "Deployment",
-            "metadata": {"name": "scale"},
-            "spec": {
-                "replicas": 0,
-                "selector": {"matchLabels": {SET_LABEL: "scale"}},
-                "template": scale_template,
+    if 2 in args.parts:
+        report.loads.append(("0 to N", loadavg()))
+        log(f"part 2: {args.scale_rounds} x 0 to {args.replicas} replicas")
+        scale_template = template_for(template, "scale")
+        await client.create(
+            DEPLOYMENTS,
+            {
+                "apiVersion": "apps/v1",
+                "kind": "Deployment",
+                "metadata": {"name": "scale"},
+                "spec": {
+                    "replicas": 0,
+                    "selector": {"matchLabels": {SET_LABEL: "scale"}},
+                    "template": scale_template,
+                },
             },
-        },
-    )
-    for round_index in range(args.scale_rounds):
-        report.scales.append(await scale_round(client, watch, "scale", args.replicas))
-        log(f"  round {round_index + 1}: {report.scales[-1].all_ready:.2f} s")
-    await client.delete(DEPLOYMENTS, "scale")
+        )
+        for round_index in range(args.scale_rounds):
+            usage = Usage(cluster.pid).start()
+            report.scales.append(await scale_round(client, watch, "scale", args.replicas))
+            report.scales[-1].cluster = usage.stop()
+            log(f"  round {round_index + 1}: {report.scales[-1].all_ready:.2f} s")
+        await client.delete(DEPLOYMENTS, "scale")
 
-    report.loads.append(("throughput", loadavg()))
-    log(f"part 3: {args.rps_rounds} rounds of wrk -c{args.connections} -d{args.duration:g}s")
-    report.rps = await throughput(
-        cluster, client, watch, args.rps_rounds, args.connections, args.duration
-    )
+    if 3 in args.parts:
+        report.loads.append(("throughput", loadavg()))
+        log(f"part 3: {args.rps_rounds} rounds of wrk -c{args.connections} -d{args.duration:g}s")
+        report.rps = await throughput(
+            cluster, client, watch, args.rps_rounds, args.connections, args.duration
+        )
     report.loads.append(("end", loadavg()))
 
 
@@ -801,6 +846,22 @@ def _row(cells: Sequence[object]) -> str:
     return "| " + " | ".join(str(cell) for cell in cells) + " |"
 
 
+def _usage_rows(what: str, usages: Sequence[Usage | None], pods: int) -> list[str]:
+    found = [usage for usage in usages if usage is not None]
+    if not found:
+        return []
+    return [
+        _row(
+            [
+                f"cluster process, {what}",
+                ", ".join(f"{u.on_cpu:.2f}" for u in found),
+                ", ".join(f"{u.waiting:.2f}" for u in found),
+                ", ".join(f"{1000 * u.cpu_seconds / pods:.0f}" for u in found),
+            ]
+        )
+    ]
+
+
 def render(report: Report, args: argparse.Namespace, elapsed: float) -> str:
     lines: list[str] = []
     median = statistics.median
@@ -812,105 +873,128 @@ def render(report: Report, args: argparse.Namespace, elapsed: float) -> str:
     lines.append("load average (1, 5, 15 min): " + "; ".join(f"{k} {v}" for k, v in report.loads))
     lines.append("")
 
-    lines.append(
-        f"Pod start to Ready, {args.pods} pods x {args.start_rounds} rounds created at "
-        f"{args.rate:g}/s (seconds; p99 is nearest-rank; goal p99 < 1 s, SLO anchor p99 <= 5 s):"
-    )
-    lines.append("")
-    lines.append(_row(["measure", "p50", "p90", "p99", "max", "rounds' p99"]))
-    lines.append(_row(["---", "---:", "---:", "---:", "---:", "---"]))
-
-    def dist(name: str, per_round: list[list[float]]) -> None:
-        pooled = [value for values in per_round for value in values]
+    if report.starts:
         lines.append(
-            _row(
-                [
-                    name,
-                    f"{percentile(pooled, 50):.3f}",
-                    f"{percentile(pooled, 90):.3f}",
-                    f"{percentile(pooled, 99):.3f}",
-                    f"{max(pooled):.3f}",
-                    ", ".join(f"{percentile(values, 99):.3f}" for values in per_round),
-                ]
-            )
+            f"Pod start to Ready, {args.pods} pods x {len(report.starts)} rounds created at "
+            f"{args.rate:g}/s (seconds; p99 is nearest-rank; goal p99 < 1 s, SLO anchor "
+            "p99 <= 5 s):"
         )
+        lines.append("")
+        lines.append(_row(["measure", "p50", "p90", "p99", "max", "rounds' p99"]))
+        lines.append(_row(["---", "---:", "---:", "---:", "---:", "---"]))
 
-    dist("POST to Ready (watch)", [r.from_post for r in report.starts])
-    dist("ADDED to Ready (watch)", [r.from_added for r in report.starts])
-    dist("POST to all started (watch; the SLI)", [r.started_from_post for r in report.starts])
-    dist("server: creation to Ready transition (1 s resolution)", [r.server for r in report.starts])
-    lines.append("")
+        def dist(name: str, per_round: list[list[float]]) -> None:
+            pooled = [value for values in per_round for value in values]
+            lines.append(
+                _row(
+                    [
+                        name,
+                        f"{percentile(pooled, 50):.3f}",
+                        f"{percentile(pooled, 90):.3f}",
+                        f"{percentile(pooled, 99):.3f}",
+                        f"{max(pooled):.3f}",
+                        ", ".join(f"{percentile(values, 99):.3f}" for values in per_round),
+                    ]
+                )
+            )
 
-    lines.append(
-        f"0 to {args.replicas} replicas Ready, {args.scale_rounds} rounds (seconds; goal < 15 s):"
-    )
-    lines.append("")
-    lines.append(_row(["measure", "median", "rounds"]))
-    lines.append(_row(["---", "---:", "---"]))
-    for label, values in (
-        (f"patch to {args.replicas} Ready", [s.all_ready for s in report.scales]),
-        ("patch to first pod ADDED", [s.first_added for s in report.scales]),
-        (f"patch to {args.replicas}th pod ADDED", [s.all_added for s in report.scales]),
-        (
-            "a pod's ADDED to Ready in the burst, p50",
-            [percentile(s.start_to_ready, 50) for s in report.scales],
-        ),
-        (
-            "a pod's ADDED to Ready in the burst, p99",
-            [percentile(s.start_to_ready, 99) for s in report.scales],
-        ),
-        (f"{args.replicas} to 0 (every pod gone)", [s.scale_down for s in report.scales]),
-    ):
-        lines.append(_row([label, f"{median(values):.2f}", ", ".join(f"{v:.2f}" for v in values)]))
-    lines.append("")
+        dist("POST to Ready (watch)", [r.from_post for r in report.starts])
+        dist("ADDED to Ready (watch)", [r.from_added for r in report.starts])
+        dist("POST to all started (watch; the SLI)", [r.started_from_post for r in report.starts])
+        dist(
+            "server: creation to Ready transition (1 s resolution)",
+            [r.server for r in report.starts],
+        )
+        lines.append("")
+
+    if report.scales:
+        lines.append(
+            f"0 to {args.replicas} replicas Ready, {len(report.scales)} rounds (seconds; "
+            "goal < 15 s):"
+        )
+        lines.append("")
+        lines.append(_row(["measure", "median", "rounds"]))
+        lines.append(_row(["---", "---:", "---"]))
+        for label, values in (
+            (f"patch to {args.replicas} Ready", [s.all_ready for s in report.scales]),
+            ("patch to first pod ADDED", [s.first_added for s in report.scales]),
+            (f"patch to {args.replicas}th pod ADDED", [s.all_added for s in report.scales]),
+            (
+                "a pod's ADDED to Ready in the burst, p50",
+                [percentile(s.start_to_ready, 50) for s in report.scales],
+            ),
+            (
+                "a pod's ADDED to Ready in the burst, p99",
+                [percentile(s.start_to_ready, 99) for s in report.scales],
+            ),
+            (f"{args.replicas} to 0 (every pod gone)", [s.scale_down for s in report.scales]),
+        ):
+            lines.append(
+                _row([label, f"{median(values):.2f}", ", ".join(f"{v:.2f}" for v in values)])
+            )
+        lines.append("")
+
+    usage_rows = _usage_rows(
+        "paced starts", [r.cluster for r in report.starts], args.pods
+    ) + _usage_rows("0 to N and back", [s.cluster for s in report.scales], args.replicas)
+    if usage_rows:
+        lines.append(
+            "The cluster process (API server, controllers, node: one Python process) per round "
+            "(start and stop of every pod):"
+        )
+        lines.append("")
+        lines.append(_row(["process, part", "on CPU s/s", "runnable, waiting s/s", "CPU ms/pod"]))
+        lines.append(_row(["---", "---", "---", "---"]))
+        lines.extend(usage_rows)
+        lines.append("")
 
     rps = report.rps
-    assert rps is not None
-    lines.append(
-        f"Requests/s at 4 replicas, wrk -t1 -c{args.connections} -d{args.duration:g}s, "
-        f"{args.rps_rounds} rounds interleaved, medians (goal: service/direct x4 >= 0.9):"
-    )
-    lines.append("")
-    lines.append(
-        _row(
-            [
-                "target",
-                "req/s",
-                "p50 ms",
-                "p99 ms",
-                "errors",
-                "/ direct x4",
-                "/ direct x1",
-                "hop CPU µs/req",
-                "hop on CPU s/s",
-                "hop runnable, waiting s/s",
-                "pods CPU µs/req",
-                "rounds req/s",
-            ]
+    if rps is not None:
+        lines.append(
+            f"Requests/s at 4 replicas, wrk -t1 -c{args.connections} -d{args.duration:g}s, "
+            f"{args.rps_rounds} rounds interleaved, medians (goal: service/direct x4 >= 0.9):"
         )
-    )
-    lines.append(_row(["---", *["---:"] * 10, "---"]))
-    for name, results in rps.results.items():
-        cpu = rps.cpu_us.get(name)
+        lines.append("")
         lines.append(
             _row(
                 [
-                    name,
-                    f"{median(r.rps for r in results):,.0f}",
-                    f"{median(r.p50_ms for r in results):.2f}",
-                    f"{median(r.p99_ms for r in results):.2f}",
-                    _errors(results),
-                    f"{median(rps.ratios[f'{name}/direct x4']):.2f}",
-                    f"{median(rps.ratios[f'{name}/direct x1']):.2f}",
-                    f"{median(cpu):.0f}" if cpu else "",
-                    f"{median(rps.hop_running[name]):.2f}" if cpu else "",
-                    f"{median(rps.hop_waiting[name]):.2f}" if cpu else "",
-                    f"{median(rps.pods_cpu_us[name]):.0f}",
-                    ", ".join(f"{r.rps:,.0f}" for r in results),
+                    "target",
+                    "req/s",
+                    "p50 ms",
+                    "p99 ms",
+                    "errors",
+                    "/ direct x4",
+                    "/ direct x1",
+                    "hop CPU µs/req",
+                    "hop on CPU s/s",
+                    "hop runnable, waiting s/s",
+                    "pods CPU µs/req",
+                    "rounds req/s",
                 ]
             )
         )
-    lines.append("")
+        lines.append(_row(["---", *["---:"] * 10, "---"]))
+        for name, results in rps.results.items():
+            cpu = rps.cpu_us.get(name)
+            lines.append(
+                _row(
+                    [
+                        name,
+                        f"{median(r.rps for r in results):,.0f}",
+                        f"{median(r.p50_ms for r in results):.2f}",
+                        f"{median(r.p99_ms for r in results):.2f}",
+                        _errors(results),
+                        f"{median(rps.ratios[f'{name}/direct x4']):.2f}",
+                        f"{median(rps.ratios[f'{name}/direct x1']):.2f}",
+                        f"{median(cpu):.0f}" if cpu else "",
+                        f"{median(rps.hop_running[name]):.2f}" if cpu else "",
+                        f"{median(rps.hop_waiting[name]):.2f}" if cpu else "",
+                        f"{median(rps.pods_cpu_us[name]):.0f}",
+                        ", ".join(f"{r.rps:,.0f}" for r in results),
+                    ]
+                )
+            )
+        lines.append("")
     lines.append(f"watch events observed: {report.watch_events}")
     return "\n".join(lines)
 
@@ -939,11 +1023,20 @@ def main() -> int:
     parser.add_argument("--connections", type=int, default=32, help="wrk connections (x4)")
     parser.add_argument("--duration", type=float, default=10.0, help="seconds per wrk run")
     parser.add_argument("--rps-rounds", type=int, default=3)
+    parser.add_argument(
+        "--parts", default="1,2,3", help="which parts to run: 1 starts, 2 scaling, 3 req/s"
+    )
+    parser.add_argument(
+        "--keep", type=Path, help="keep the cluster's data (logs) in this new directory"
+    )
     args = parser.parse_args()
     if args.quick:
         args.pods, args.start_rounds = 20, 1
         args.replicas, args.scale_rounds = 20, 1
         args.duration, args.rps_rounds = 3.0, 1
+    args.parts = {int(part) for part in args.parts.split(",") if part.strip()}
+    if args.keep is not None:
+        args.keep.mkdir(parents=True)
     if args.connections % 4:
         parser.error("--connections must be a multiple of 4 (shared by the 4 direct runs)")
     for tool in ("wrk", "nginx"):
@@ -957,7 +1050,7 @@ def main() -> int:
     # SIGTERM ends the run through the same clean-up as Ctrl-C.
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     log("starting the cluster")
-    with local_cluster() as cluster:
+    with local_cluster(args.keep) as cluster:
         log(f"cluster up: {cluster.url}, data in {cluster.data_dir}")
         try:
             asyncio.run(run_bench(cluster, args, report))

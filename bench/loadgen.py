@@ -123,13 +123,27 @@ def timed(args: list[str], timeout: float, env: dict[str, str] | None = None) ->
     return out, cpu
 
 
-def ours(port: int, rate: str, seconds: int, tmp: Path, workers: int = 1) -> dict[str, float]:
+def ours(
+    port: int,
+    rate: str,
+    seconds: int,
+    tmp: Path,
+    workers: int = 1,
+    src: str | None = None,
+) -> dict[str, float]:
+    """One ``shoal load`` run; ``src``: run the shoal found there instead (a baseline)."""
     report = tmp / "ours.json"
     args = [sys.executable, "-m", "shoal", "load", f"http://127.0.0.1:{port}/", "--rate", rate]
     args += ["--duration", f"{seconds}s", "--connections", "64", "--json", str(report), "-q"]
     args += ["--workers", str(workers)]
-    _, cpu = timed(args, seconds + 120)
+    env = None
+    if src is not None:
+        env = {**os.environ, "PYTHONPATH": src}
+    _, cpu = timed(args, seconds + 120, env)
     summary = json.loads(report.read_text())
+    # The generator's CPU from the start of the run to its end (interpreter start-up, about a
+    # second of imports, excluded), when the version measured reports it.
+    run_cpu = summary.get("cpuSeconds") or cpu
     return {
         "ratio": summary["achievedRatio"],
         "achieved": summary["achievedRequestsPerSecond"],
@@ -140,7 +154,10 @@ def ours(port: int, rate: str, seconds: int, tmp: Path, workers: int = 1) -> dic
         "p50": summary["latency"]["p50"],
         "p99": summary["latency"]["p99"],
         "cpu": cpu,
+        "run_cpu": run_cpu,
         "per_core": summary["requests"] / cpu if cpu else 0.0,
+        "per_run_core": summary["requests"] / run_cpu if run_cpu else 0.0,
+        "us_per_request": run_cpu / summary["requests"] * 1e6 if summary["requests"] else 0.0,
     }
 
 
@@ -163,6 +180,7 @@ def wrk(port: int, seconds: int) -> dict[str, float]:
         "p50": _ms(re.search(r"\s50%\s+(\S+)", out)[1]),  # type: ignore[index]
         "cpu": cpu,
         "per_core": total / cpu if cpu else 0.0,
+        "us_per_request": cpu / total * 1e6 if total else 0.0,
     }
 
 
@@ -184,6 +202,7 @@ def locust(port: int, seconds: int, tmp: Path) -> dict[str, float] | None:
         "rps": float(total[header.index("Requests/s")]),
         "cpu": cpu,
         "per_core": requests / cpu if cpu else 0.0,
+        "us_per_request": cpu / requests * 1e6 if requests else 0.0,
     }
 
 
@@ -196,6 +215,15 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="1 round of 5 s each")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument(
+        "--baseline",
+        metavar="SRC",
+        help="also run the shoal under SRC (a 'src' directory, e.g. from git archive) at 10k "
+        "and 50k, for a before/after in the same run",
+    )
+    parser.add_argument(
+        "--ceiling-rate", default="200k", help="the over-rate for our ceiling (default 200k)"
+    )
     options = parser.parse_args()
     rounds, seconds = (1, 5) if options.quick else (options.rounds, options.seconds)
     for tool in ("nginx", "wrk"):
@@ -203,20 +231,28 @@ def main() -> int:
             print(f"{tool} is not installed (apt-get install -y nginx wrk)", file=sys.stderr)
             return 2
     results: dict[str, list[dict[str, float]]] = {}
+    loads: list[float] = []
+
+    def add(name: str, measured: dict[str, float] | None) -> None:
+        if measured is not None:
+            results.setdefault(name, []).append(measured)
+
     with tempfile.TemporaryDirectory(prefix="shoal-bench-loadgen-") as directory:
         tmp = Path(directory)
         with nginx(tmp) as port:
             for round_ in range(rounds):
-                print(f"round {round_ + 1}/{rounds}", file=sys.stderr)
-                results.setdefault("ours-10k", []).append(ours(port, "10k", seconds, tmp))
-                results.setdefault("ours-50k", []).append(ours(port, "50k", seconds, tmp))
-                results.setdefault("ours-50k-2w", []).append(
-                    ours(port, "50k", seconds, tmp, workers=2)
-                )
-                results.setdefault("wrk", []).append(wrk(port, seconds))
-                measured = locust(port, seconds, tmp)
-                if measured is not None:
-                    results.setdefault("locust", []).append(measured)
+                loads.append(os.getloadavg()[0])
+                print(f"round {round_ + 1}/{rounds}, load {loads[-1]:.1f}", file=sys.stderr)
+                add("ours-10k", ours(port, "10k", seconds, tmp))
+                add("wrk", wrk(port, seconds))
+                add("ours-50k", ours(port, "50k", seconds, tmp))
+                add("ours-50k-2w", ours(port, "50k", seconds, tmp, workers=2))
+                add("ours-ceiling", ours(port, options.ceiling_rate, seconds, tmp))
+                add("locust", locust(port, seconds, tmp))
+                if options.baseline:
+                    add("base-10k", ours(port, "10k", seconds, tmp, src=options.baseline))
+                    add("base-50k", ours(port, "50k", seconds, tmp, src=options.baseline))
+                loads.append(os.getloadavg()[0])
 
     def med(name: str, key: str) -> float:
         return median([r[key] for r in results.get(name, [])])
@@ -224,37 +260,69 @@ def main() -> int:
     print(
         f"\nmachine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
     )
-    print(f"rounds: {rounds} x {seconds} s; medians\n")
     print(
-        f"{'run':<14}{'achieved/req':>13}{'req/s':>10}{'dropped':>9}{'late':>8}{'p50 ms':>9}{'p99 ms':>9}{'req/CPU-s':>11}"
+        f"rounds: {rounds} x {seconds} s; medians; load average (1 min) during the run "
+        f"{min(loads):.1f}-{max(loads):.1f}\n"
     )
-    for name in ("ours-10k", "ours-50k", "ours-50k-2w"):
+    print(
+        f"{'run':<16}{'achieved/req':>13}{'req/s':>10}{'dropped':>9}{'late':>8}{'p50 ms':>9}"
+        f"{'p99 ms':>9}{'CPU us/req':>11}{'req/CPU-s':>11}"
+    )
+    names = ["ours-10k", "ours-50k", "ours-50k-2w", "ours-ceiling", "base-10k", "base-50k"]
+    for name in names:
+        if name not in results:
+            continue
         print(
-            f"{name:<14}{med(name, 'ratio'):>13.4f}{med(name, 'achieved'):>10.0f}"
+            f"{name:<16}{med(name, 'ratio'):>13.4f}{med(name, 'achieved'):>10.0f}"
             f"{med(name, 'dropped'):>9.0f}{med(name, 'late'):>8.0f}{med(name, 'p50'):>9.3f}"
-            f"{med(name, 'p99'):>9.3f}{med(name, 'per_core'):>11.0f}"
+            f"{med(name, 'p99'):>9.3f}{med(name, 'us_per_request'):>11.2f}"
+            f"{med(name, 'per_run_core'):>11.0f}"
         )
     print(
-        f"{'wrk -c64':<14}{'':>13}{med('wrk', 'rps'):>10.0f}{'':>9}{'':>8}{med('wrk', 'p50'):>9.3f}{'':>9}{med('wrk', 'per_core'):>11.0f}"
+        f"{'wrk -t1 -c64':<16}{'':>13}{med('wrk', 'rps'):>10.0f}{'':>9}{'':>8}"
+        f"{med('wrk', 'p50'):>9.3f}{'':>9}{med('wrk', 'us_per_request'):>11.2f}"
+        f"{med('wrk', 'per_core'):>11.0f}"
     )
     if "locust" in results:
         print(
-            f"{'locust fast':<14}{'':>13}{med('locust', 'rps'):>10.0f}{'':>9}{'':>8}{'':>9}{'':>9}{med('locust', 'per_core'):>11.0f}"
+            f"{'locust fast':<16}{'':>13}{med('locust', 'rps'):>10.0f}{'':>9}{'':>8}{'':>9}{'':>9}"
+            f"{med('locust', 'us_per_request'):>11.2f}{med('locust', 'per_core'):>11.0f}"
         )
-    ours_core = med("ours-50k", "per_core")
+    print("\n(CPU of ours: the run itself; of wrk and Locust: the whole process.)")
     print("\nratios:")
     print(f"  achieved/requested at 10k: {med('ours-10k', 'ratio'):.4f} (goal >= 0.995)")
     print(
-        f"  achieved/requested at 50k: {med('ours-50k', 'ratio'):.4f}, 2 workers {med('ours-50k-2w', 'ratio'):.4f} (goal >= 0.995)"
+        f"  achieved/requested at 50k: {med('ours-50k', 'ratio'):.4f}, "
+        f"2 workers {med('ours-50k-2w', 'ratio'):.4f} (goal >= 0.995)"
     )
-    print(f"  requests per core vs wrk: {ours_core / med('wrk', 'per_core'):.2f}x (goal >= 0.9x)")
+    ceiling = med("ours-ceiling", "achieved")
+    print(
+        f"  one process's ceiling (req/s at {options.ceiling_rate} requested) vs wrk -t1: "
+        f"{ceiling / med('wrk', 'rps'):.2f}x (goal >= 0.9x)"
+    )
+    ours_core = med("ours-50k", "per_run_core")
+    print(
+        f"  requests per CPU-second at 50k vs wrk's closed loop: "
+        f"{ours_core / med('wrk', 'per_core'):.2f}x"
+    )
     if "locust" in results:
         print(
-            f"  requests per core vs Locust FastHttpUser: {ours_core / med('locust', 'per_core'):.1f}x (goal >= 10x)"
+            f"  requests per CPU-second at 50k vs Locust FastHttpUser: "
+            f"{ours_core / med('locust', 'per_core'):.1f}x; "
+            f"one process's ceiling vs Locust's req/s: {ceiling / med('locust', 'rps'):.1f}x "
+            "(goal >= 10x)"
         )
     print(
-        f"  p50 at 10k vs wrk's p50 (64 connections): {med('ours-10k', 'p50') / med('wrk', 'p50'):.2f}x (goal <= 1.2x)"
+        f"  p50 at 10k vs wrk's p50 (64 connections): "
+        f"{med('ours-10k', 'p50') / med('wrk', 'p50'):.2f}x (goal <= 1.2x)"
     )
+    if "base-10k" in results:
+        print(
+            f"  baseline: achieved/requested at 50k {med('base-50k', 'ratio'):.4f}; "
+            f"CPU us/request at 50k {med('base-50k', 'us_per_request'):.2f} -> "
+            f"{med('ours-50k', 'us_per_request'):.2f}; p50 at 10k "
+            f"{med('base-10k', 'p50'):.3f} -> {med('ours-10k', 'p50'):.3f} ms"
+        )
     return 0
 
 

@@ -294,7 +294,7 @@ class LoadSettings:
     """Seconds a due request may wait for a free connection before it is dropped (never sent)."""
     late_after: float = 0.01
     """A request sent more than this many seconds after its intended time counts as late."""
-    timer_slack: float = 0.00005
+    timer_slack: float = 0.0002
     """The driver's timer wakes at least this many seconds apart, so that at high rates one
     wake-up sends a few due requests (each is still timed from its intended start)."""
     window: float = 1.0

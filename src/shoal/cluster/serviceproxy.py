@@ -16,6 +16,10 @@ endpoint after consecutive connection failures or 5xx answers: a replica killed 
 avoided before its EndpointSlice catches up. ``sessionAffinity: ClientIP`` hashes on the client's
 address instead.
 
+Ports whose ``appProtocol`` or name says they are not HTTP/1.1 (``redis``, ``https``...: see
+:func:`~shoal.cluster.services.port_mode`) are forwarded per connection instead, as kube-proxy
+forwards every port, by :class:`~shoal.cluster.tcpforward.TcpForwarder`.
+
 It runs in its own process (``shoal cluster service-proxy``), so the data plane has a core's
 worth of event loop to itself and never waits behind the API server.
 """
@@ -34,6 +38,7 @@ from shoal.client.informers import Informer, InformerSettings
 from shoal.client.kubeconfig import load_kubeconfig
 from shoal.client.protocol import ObjectAPI, ResourceRef
 from shoal.cluster.services import ServiceListener, ServicePlan, plan_services
+from shoal.cluster.tcpforward import TcpForwarder
 from shoal.dataplane.config import (
     BackendConfig,
     HashKey,
@@ -77,7 +82,7 @@ def _route(listener: ServiceListener, settings: ServiceProxySettings) -> RouteCo
 
 
 def runtime_config(plan: ServicePlan, settings: ServiceProxySettings) -> RuntimeConfig:
-    """The data plane's configuration for a plan: one listener per Service port."""
+    """The data plane's configuration for a plan: one listener per HTTP Service port."""
     return RuntimeConfig(
         listeners=tuple(
             ListenerConfig(
@@ -87,6 +92,7 @@ def runtime_config(plan: ServicePlan, settings: ServiceProxySettings) -> Runtime
                 routes=(_route(listener, settings),),
             )
             for listener in plan.listeners
+            if listener.mode == "http"
         ),
         admin=settings.admin,
     )
@@ -101,6 +107,8 @@ class ServiceProxy:
         self.services = Informer(api, SERVICES, settings=informer_settings)
         self.slices = Informer(api, ENDPOINT_SLICES, settings=informer_settings)
         self.proxy = Proxy(RuntimeConfig(admin=self.settings.admin))
+        self.tcp = TcpForwarder()
+        """The Service ports forwarded per connection."""
         self.plan = ServicePlan(())
         """What is being served now."""
         self.swaps = 0
@@ -132,6 +140,7 @@ class ServiceProxy:
                 self.slices.stop()
                 del informers
         finally:
+            await self.tcp.shutdown()
             await self.proxy.shutdown(self.settings.drain_deadline)
 
     async def _sync_loop(self) -> None:
@@ -146,7 +155,10 @@ class ServiceProxy:
             for reason in set(plan.skipped) - set(self.plan.skipped):
                 log.warning("not served: %s", reason)
             try:
+                tcp = [listener for listener in plan.listeners if listener.mode == "tcp"]
+                self.tcp.retain(tcp)  # first: an address it gives up may become an HTTP port
                 await self.proxy.apply(runtime_config(plan, self.settings))
+                await self.tcp.apply(tcp)
             except (ValueError, OSError) as error:
                 # A listener that cannot bind (an address taken by something else) must not stop
                 # the other Services from being served: keep the old plan and retry on the next

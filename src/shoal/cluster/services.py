@@ -11,8 +11,10 @@ node). Each Service port with a ``clusterIP`` becomes one listener on ``clusterI
   Kubernetes 1.28); otherwise the listener answers 503;
 * an endpoint that leaves the set drains in the data plane (no new requests; in-flight ones finish).
 
-``sessionAffinity: ClientIP`` hashes on the client's address. Only TCP ports are served; ports of
-other protocols are reported in :attr:`ServicePlan.skipped` with the reason. Headless Services
+``sessionAffinity: ClientIP`` hashes on the client's address. Each listener has a ``mode``
+(:func:`port_mode`): ``http`` ports are served by the HTTP proxy engine, ``tcp`` ports (Redis,
+TLS...) by plain connection forwarding. Only TCP ports are served; ports of other protocols are
+reported in :attr:`ServicePlan.skipped` with the reason. Headless Services
 (``clusterIP: None``) and Services without a clusterIP get no listener: they have no virtual
 address to serve.
 """
@@ -28,12 +30,33 @@ __all__ = [
     "ServiceListener",
     "ServicePlan",
     "plan_services",
+    "port_mode",
 ]
 
 SERVICE_NAME_LABEL = "kubernetes.io/service-name"
 """The label that ties an EndpointSlice to its Service."""
 
 Affinity = Literal["None", "ClientIP"]
+Mode = Literal["http", "tcp"]
+
+TCP_PROTOCOLS = frozenset(
+    {
+        "tcp", "tls", "https", "grpc", "grpcs", "http2", "h2c", "redis", "memcache",
+        "memcached", "mongo", "mysql", "postgres", "postgresql", "amqp", "kafka", "zookeeper",
+    }
+)  # fmt: skip
+"""Protocols forwarded as connections: TLS, and what is not HTTP/1.1."""
+
+
+def port_mode(service_port: Mapping[str, Any]) -> Mode:
+    """``tcp`` when a Service port's ``appProtocol`` says it is not plain HTTP/1.1, or, without
+    one, when its name does by Istio's ``<protocol>[-<suffix>]`` convention (``redis``,
+    ``https``, ``tcp-db``...); else ``http`` (unnamed ports included), served per request."""
+    app_protocol = str(service_port.get("appProtocol") or "").lower()
+    if app_protocol:
+        return "http" if app_protocol == "http" else "tcp"
+    protocol = str(service_port.get("name") or "").lower().split("-", 1)[0]
+    return "tcp" if protocol in TCP_PROTOCOLS else "http"
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +73,8 @@ class ServiceListener:
     endpoints: tuple[tuple[str, int], ...]
     """Where requests go now, sorted (so equal plans compare equal)."""
     affinity: Affinity = "None"
+    mode: Mode = "http"
+    """How it is served: per HTTP/1.1 request, or per TCP connection (:func:`port_mode`)."""
 
     @property
     def name(self) -> str:
@@ -150,6 +175,7 @@ def plan_services(
                     port=port,
                     endpoints=tuple(ready or terminating),
                     affinity=affinity,
+                    mode=port_mode(service_port),
                 )
             )
     listeners.sort(key=lambda listener: (listener.host, listener.port))

@@ -139,7 +139,7 @@ def http(
 ) -> tuple[int, bytes]:
     request = urllib.request.Request(url, data=body, method=method, headers=headers or {})
     try:
-        with urllib.request.urlopen(request, timeout=30, context=context) as response:  # noqa: S310
+        with urllib.request.urlopen(request, timeout=30, context=context) as response:
             return response.status, response.read()
     except urllib.error.HTTPError as error:
         return error.code, error.read()
@@ -222,16 +222,24 @@ def test_02_sharded_each_user_reaches_one_shard(cluster: LocalCluster) -> None:
 # -- 04 and 09: TLS sidecars ---------------------------------------------------------------------
 
 
-def https_get(ip: str, name: str, context: ssl.SSLContext) -> tuple[int, bytes]:
-    """GET https://NAME:8443/ from the pod at ``ip`` (the certificate is checked for NAME)."""
-    with socket.create_connection((ip, 8443), timeout=30) as raw:
-        with context.wrap_socket(raw, server_hostname=name) as tls:
-            tls.sendall(f"GET / HTTP/1.1\r\nHost: {name}\r\nConnection: close\r\n\r\n".encode())
-            answer = b""
-            while chunk := tls.recv(65536):
-                answer += chunk
+def https_get(ip: str, name: str, context: ssl.SSLContext, port: int = 8443) -> tuple[int, bytes]:
+    """GET https://NAME:PORT/ from ``ip`` (the certificate is checked for NAME)."""
+    with (
+        socket.create_connection((ip, port), timeout=30) as raw,
+        context.wrap_socket(raw, server_hostname=name) as tls,
+    ):
+        tls.sendall(f"GET / HTTP/1.1\r\nHost: {name}\r\nConnection: close\r\n\r\n".encode())
+        answer = b""
+        while chunk := tls.recv(65536):
+            answer += chunk
     head, _, body = answer.partition(b"\r\n\r\n")
     return int(head.split()[1]), body
+
+
+def host_port(url: str) -> tuple[str, int]:
+    """``http://HOST:PORT`` → (HOST, PORT)."""
+    host, _, port = url.removeprefix("http://").rpartition(":")
+    return host, int(port)
 
 
 def refused(ip: str, name: str, context: ssl.SSLContext) -> bool:
@@ -248,12 +256,18 @@ def refused(ip: str, name: str, context: ssl.SSLContext) -> bool:
 
 def test_04_sidecar_serves_https_for_the_plain_http_app(cluster: LocalCluster) -> None:
     context = ssl.create_default_context(cafile=str(EXAMPLES / "04-sidecar" / "ca.crt"))
+    name = "legacy-app.default.svc.cluster.local"
     with example_up(cluster, "04-sidecar") as out:
-        service_urls(out, "legacy-app")
+        (url,) = service_urls(out, "legacy-app")
+        host, port = host_port(url)
+        # Through the Service's cluster address (its port is named https: forwarded as TCP).
+        for _ in range(4):
+            status, body = https_get(host, name, context, port)
+            assert status == 200
         ips = pod_ips(cluster, "legacy-app-")
         assert len(ips) == 2
         for ip in ips.values():
-            status, body = https_get(ip, "legacy-app.default.svc.cluster.local", context)
+            status, body = https_get(ip, name, context)
             assert status == 200
             assert b"served over HTTPS by its sidecar" in body
             with pytest.raises(ssl.SSLCertVerificationError):  # not a name it is for
@@ -278,8 +292,11 @@ def scrape(url: str) -> dict[str, float]:
 def test_06_adapter_serves_redis_statistics_as_prometheus_metrics(cluster: LocalCluster) -> None:
     with example_up(cluster, "06-adapter") as out:
         metrics_url = next(u for u in service_urls(out, "cache") if u.endswith(":9121"))
+        redis_url = next(u for u in service_urls(out, "cache") if u.endswith(":6379"))
         (ip,) = pod_ips(cluster, "cache-").values()
         assert resp(ip, 6379, "SET", "greeting", "hello") == b"+OK"
+        # The Service's redis port is forwarded as TCP: the same Redis behind it.
+        assert resp(*host_port(redis_url), "GET", "greeting") == b"hello"
         samples = scrape(metrics_url + "/metrics")
         assert samples["redis_up"] == 1
         assert samples["redis_connected_clients"] >= 1
@@ -321,9 +338,17 @@ def test_09_tls_sidecar_requires_client_certificates_and_forwards_to_the_app(
     client.load_cert_chain(str(folder / "client.crt"), str(folder / "client.key"))
     name = "web.default.svc.cluster.local"
     with example_up(cluster, "09-tls-sidecar") as out:
-        service_urls(out, "web")
+        (url,) = service_urls(out, "web")
+        host, port = host_port(url)
         ips = pod_ips(cluster, "web-")
         assert len(ips) == 3
+        answered = set()
+        for _ in range(30):  # through the Service: connections spread over the pods
+            status, body = https_get(host, name, client, port)
+            assert status == 200, body
+            answered.add(json.loads(body)["pod"])
+        assert answered <= set(ips)
+        assert len(answered) >= 2
         for pod, ip in ips.items():
             status, body = https_get(ip, name, client)
             assert status == 200, body

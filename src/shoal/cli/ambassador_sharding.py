@@ -14,10 +14,12 @@ from typing import Any
 import click
 
 from shoal.components.ambassadors.config import (
+    PROTOCOLS,
     AmbassadorConfig,
     AmbassadorSettings,
     apply_overrides,
     check_config,
+    default_listen,
     load_config,
     servers_from_flags,
 )
@@ -29,7 +31,7 @@ from shoal.errors import ShoalError
 
 __all__ = ["memcached_command", "redis_command"]
 
-_DEFAULT_LISTEN = {"redis": "127.0.0.1:6379", "memcached": "127.0.0.1:11211"}
+_DEFAULT_LISTEN = {protocol: default_listen(protocol) for protocol in PROTOCOLS}
 
 
 def _options(protocol: str) -> Callable[[Callable[..., None]], Callable[..., None]]:

@@ -171,3 +171,10 @@ def test_admin_with_workers_is_refused() -> None:
     )
     assert result.exit_code == 2
     assert "--admin with --workers > 1 is not supported yet" in result.output
+
+
+def test_memcached_file_without_listen_listens_on_memcacheds_port(tmp_path: Path) -> None:
+    path = tmp_path / "mc.yaml"
+    path.write_text("servers: [10.0.0.1:11211]\n")
+    assert load_config(path, "memcached").listen == "127.0.0.1:11211"
+    assert load_config(path, "redis").listen == "127.0.0.1:6379"

@@ -45,6 +45,7 @@ __all__ = [
     "PROTOCOLS",
     "AmbassadorConfig",
     "AmbassadorSettings",
+    "default_listen",
     "default_max_value_bytes",
     "load_config",
     "parse_listen",
@@ -52,7 +53,12 @@ __all__ = [
 
 PROTOCOLS: Final = ("redis", "memcached")
 DEFAULT_LISTEN: Final = "127.0.0.1:6379"
-"""Where the app expects its one Redis; memcached's CLI default is 127.0.0.1:11211."""
+"""Where the app expects its one Redis."""
+
+
+def default_listen(protocol: str) -> str:
+    """Where an app expects its one server: Redis' or memcached's port on loopback."""
+    return "127.0.0.1:11211" if protocol == "memcached" else DEFAULT_LISTEN
 
 
 def default_max_value_bytes(protocol: str) -> int:
@@ -230,7 +236,7 @@ def _to_config(parsed: _File, protocol: str, overrides: dict[str, Any]) -> Ambas
     )
     config = AmbassadorConfig(
         servers=tuple(servers),
-        listen=parsed.listen or DEFAULT_LISTEN,
+        listen=parsed.listen or default_listen(protocol),
         settings=settings,
         admin=parsed.admin,
     )

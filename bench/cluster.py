@@ -15,7 +15,7 @@ Deployment's pod template is the template of every pod below.
 Timing is client-side and observed through a watch, as Kubernetes' pod start-up SLI is ("from pod
 creation timestamp to when all its containers are reported as started and observed via watch";
 SLO p99 <= 5 s without image pulls). API timestamps have one-second resolution, so they only
-serve as a cross-check (``server s`` columns). One background watch on all Pods stamps, with this
+serve as a cross-check (the ``server:`` row). One background watch on all Pods stamps, with this
 process's monotonic clock, when each pod is first seen (ADDED), when all its containers are
 started, and when its Ready condition turns True.
 
@@ -25,7 +25,7 @@ started, and when its Ready condition turns True.
    SLO's own end point (all containers started); "Ready" is the goal's (the readiness probe passed).
 2. **0 to N replicas Ready** (``--replicas`` 50, ``--scale-rounds`` rounds): a Deployment of that
    template at 0 replicas is patched to N; the clock runs from sending the patch until N of its
-   pods are Ready in the watch (the ReplicaSet controller creates them all at once, so their
+   pods are Ready in the watch (the ReplicaSet controller creates them in a burst, so their
    start to Ready in a burst is reported too). Then it is scaled back to 0 and every pod is
    awaited gone before the next round.
 3. **Requests per second through a Service** at 4 replicas, with ``wrk -t1 -cC -dDs`` (closed
@@ -41,15 +41,22 @@ started, and when its Ready condition turns True.
    * ``service``: the Service's ``clusterIP:port``, through the cluster's service proxy (shoal's
      data plane, one process, least-request over the 4 endpoints);
    * ``nginx``: nginx as a reverse proxy, one worker process, upstream ``keepalive`` 64 to the
-     same 4 pod IPs (round robin): a peer hop for the same pods.
+     same 4 pod IPs (round robin): a peer hop for the same pods;
+   * ``shoal proxy``: the service proxy's engine run standalone (``python -m
+     shoal.dataplane.standalone``, least-request over the same 4 pods): a control, so that a
+     difference between it and ``service`` would be the cluster's wiring, not the engine.
 
    The figure that matters is each hop's ratio to ``direct x4`` measured in the same round; on
    2 cores shared by the client, the hop and 4 pods, the hop's CPU is taken from the pods, so
-   the hop's CPU time per request (from ``/proc``) is printed too.
+   the hop's and the pods' CPU time per request (from ``/proc``) are printed too, with the hop's
+   seconds on a CPU and waiting runnable per second of the run (``/proc/PID/schedstat``).
 
-The load average is printed at the start of each part and at the end: other work on the machine
-moves these figures. Every process started here (the cluster, nginx, wrk) is stopped on exit,
-Ctrl-C included; loopback only.
+The cluster process's own use (on a CPU, waiting runnable, CPU per pod started and stopped) is
+printed per round of parts 1 and 2; a round of part 1 with p99 over 1 s logs its slowest pods'
+timelines. The load average is printed at the start of each part and at the end: other work on
+the machine moves these figures. ``--parts 1,3`` runs some parts only; ``--keep DIR`` keeps the
+cluster's data directory (its logs) in a new directory. Every process started here (the
+cluster, nginx, the standalone proxy, wrk) is stopped on exit, Ctrl-C included; loopback only.
 """
 
 from __future__ import annotations

@@ -50,6 +50,7 @@ RUN_HERE = (
     "01-replicated",
     "02-sharded",
     "04-sidecar",
+    "05-ambassador",
     "06-adapter",
     "09-tls-sidecar",
     "10-split-canary",
@@ -419,3 +420,32 @@ def test_13_load_generator_loadtest_succeeds_against_the_service(
         assert all(p["errors"] == 0 for p in status["paths"])
         report = cluster.shoal("loadtest", "report", "checkout-load")
         assert "achieved" in report.stdout
+
+
+# -- 05 and 11: the sharded Redis ambassador -----------------------------------------------------
+
+
+def check_shop_shards_its_keys(out: str, keys: int = 300) -> dict[str, int]:
+    """PUT ``keys`` items through the shop's Service, read them back, and return how many keys
+    each Redis shard holds (asked through the shard's Service, forwarded as TCP)."""
+    (shop,) = service_urls(out, "shop")
+    for n in range(keys):
+        status, body = http(f"{shop}/items/key-{n}", method="PUT", body=b"value-%d" % n)
+        assert status == 204, body
+    for n in range(0, keys, 7):  # any shop replica reads what another wrote
+        assert http(f"{shop}/items/key-{n}") == (200, b"value-%d" % n)
+    assert http(f"{shop}/items/absent")[0] == 404
+    sizes = {}
+    for shard in ("redis-shard-0", "redis-shard-1", "redis-shard-2"):
+        (url,) = service_urls(out, shard)
+        sizes[shard] = int(resp(*host_port(url), "DBSIZE").removeprefix(b":"))
+    assert sum(sizes.values()) == keys, sizes  # each key on exactly one shard
+    assert all(size > keys / 6 for size in sizes.values()), sizes  # spread over the three
+    return sizes
+
+
+def test_05_ambassador_spreads_the_apps_keys_over_three_redis_shards(
+    cluster: LocalCluster,
+) -> None:
+    with example_up(cluster, "05-ambassador") as out:
+        check_shop_shards_its_keys(out)

@@ -25,6 +25,7 @@ from typing import Any, TypeVar
 
 import pytest
 import yaml
+from prometheus_client.metrics_core import Metric
 from prometheus_client.parser import text_string_to_metric_families
 
 from shoal.client.protocol import ResourceRef
@@ -54,6 +55,7 @@ RUN_HERE = (
     "06-adapter",
     "09-tls-sidecar",
     "10-split-canary",
+    "11-redis-ambassador",
     "13-load-generator",
     "12-adapters",
 )
@@ -278,6 +280,13 @@ def test_04_sidecar_serves_https_for_the_plain_http_app(cluster: LocalCluster) -
 # -- 06 and 12: adapters -------------------------------------------------------------------------
 
 
+def scrape_families(url: str) -> dict[str, Metric]:
+    """Prometheus exposition at ``url``, parsed with prometheus_client: family name → family."""
+    status, body = http(url)
+    assert status == 200, body
+    return {family.name: family for family in text_string_to_metric_families(body.decode())}
+
+
 def scrape(url: str) -> dict[str, float]:
     """Prometheus exposition at ``url``, parsed with prometheus_client: sample name → value
     (the last one of each name)."""
@@ -428,7 +437,7 @@ def test_13_load_generator_loadtest_succeeds_against_the_service(
 def check_shop_shards_its_keys(out: str, keys: int = 300) -> dict[str, int]:
     """PUT ``keys`` items through the shop's Service, read them back, and return how many keys
     each Redis shard holds (asked through the shard's Service, forwarded as TCP)."""
-    (shop,) = service_urls(out, "shop")
+    shop = next(u for u in service_urls(out, "shop") if u.endswith(":8080"))
     for n in range(keys):
         status, body = http(f"{shop}/items/key-{n}", method="PUT", body=b"value-%d" % n)
         assert status == 204, body
@@ -449,3 +458,44 @@ def test_05_ambassador_spreads_the_apps_keys_over_three_redis_shards(
 ) -> None:
     with example_up(cluster, "05-ambassador") as out:
         check_shop_shards_its_keys(out)
+
+
+def test_11_redis_ambassador_shards_keeps_hash_tags_together_and_counts(
+    cluster: LocalCluster,
+) -> None:
+    with example_up(cluster, "11-redis-ambassador") as out:
+        check_shop_shards_its_keys(out)
+        shards = [host_port(service_urls(out, f"redis-shard-{n}")[0]) for n in range(3)]
+        ips = pod_ips(cluster, "shop-")
+        assert len(ips) == 3
+        ambassador = next(iter(ips.values()))
+        holders = set()
+        for n in range(30):  # {hash tags}: both keys of a cart on the same shard
+            for key, value in ((f"{{cart-{n}}}:items", "3"), (f"{{cart-{n}}}:total", "42")):
+                assert resp(ambassador, 6379, "SET", key, value) == b"+OK"
+            found = [
+                int(resp(*shard, "EXISTS", f"{{cart-{n}}}:items", f"{{cart-{n}}}:total")[1:])
+                for shard in shards
+            ]
+            assert sorted(found) == [0, 0, 2], (n, found)
+            holders.add(found.index(2))
+        assert len(holders) >= 2  # different carts, different shards
+        (metrics,) = [u for u in service_urls(out, "shop") if u.endswith(":9121")]
+        for ip in ips.values():
+            families = scrape_families(f"http://{ip}:9121/metrics")
+            sent = {
+                sample.labels["server"]: sample.value
+                for sample in families["shoal_ambassador_server_requests"].samples
+                if sample.name.endswith("_total")
+            }
+            assert set(sent) == {"shard-0", "shard-1", "shard-2"}
+        assert "shoal_ambassador_requests" in scrape_families(metrics + "/metrics")
+        total = sum(
+            sample.value
+            for ip in ips.values()
+            for sample in scrape_families(f"http://{ip}:9121/metrics")[
+                "shoal_ambassador_server_requests"
+            ].samples
+            if sample.name.endswith("_total")
+        )
+        assert total >= 300 + 60  # the shop's writes and the carts' SETs went to the shards

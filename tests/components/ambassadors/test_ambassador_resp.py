@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -161,3 +162,39 @@ def test_array_items_splits_nested_arrays() -> None:
 
 def test_errors_cannot_break_the_line() -> None:
     assert resp.encode_error("a\r\nb") == b"-a  b\r\n"
+
+
+def _slow_path_events(chunks: list[bytes]) -> list[Command | BadRequest]:
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(resp, "_SPLIT_LIMIT", -1)  # every read goes through the careful path
+        return feed_all(RequestParser(max_bulk_bytes=50, max_args=8), chunks)
+
+
+stream_part = st.one_of(
+    st.lists(st.binary(max_size=60), min_size=1, max_size=10).map(resp.encode_command),
+    st.sampled_from(
+        [
+            b"*0\r\n",
+            b"*-1\r\n",
+            b"*x\r\n",
+            b"*1\r\n$-1\r\n",
+            b"*2\r\n$1\r\nab\r\n",
+            b"*1\r\n+OK\r\n",
+            b"PING\r\n",
+            b"*1\r\n$99999999999\r\n",
+            b"\r\n",
+        ]
+    ),
+    st.binary(max_size=8),
+)
+
+
+@given(st.lists(stream_part, min_size=1, max_size=8), st.data())
+def test_the_split_fast_path_agrees_with_the_careful_path(
+    parts: list[bytes], data: st.DataObject
+) -> None:
+    stream = b"".join(parts)
+    cuts = sorted(data.draw(st.lists(st.integers(0, len(stream)), max_size=6)))
+    chunks = [stream[a:b] for a, b in zip([0, *cuts], [*cuts, len(stream)], strict=True)]
+    fast = feed_all(RequestParser(max_bulk_bytes=50, max_args=8), chunks)
+    assert fast == _slow_path_events(chunks)

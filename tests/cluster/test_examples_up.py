@@ -84,8 +84,13 @@ def example_up(cluster: LocalCluster, name: str, *paths: Path) -> Iterator[str]:
         )
         yield up.stdout
     finally:
-        cluster.shoal("delete", *files, "--ignore-not-found", "--timeout", "120s", timeout=200)
-        poll(lambda: not asyncio.run(pods(cluster)), "every pod gone", within=120)
+        remove(cluster, *files)
+
+
+def remove(cluster: LocalCluster, *files: str) -> None:
+    """`shoal delete` ``files`` (``-f PATH`` pairs), then wait until no pod is left."""
+    cluster.shoal("delete", *files, "--ignore-not-found", "--timeout", "120s", timeout=200)
+    poll(lambda: not asyncio.run(pods(cluster)), "every pod gone", within=120)
 
 
 def poll(check: Callable[[], T], what: str, within: float = 60) -> T:
@@ -397,6 +402,41 @@ def test_10_split_canary_sends_a_tenth_of_users_to_v2_and_mirrors_to_v3(
 
         # --mirror-percent=5 of 360 requests: about 18 copies (none at all: 1e-8).
         assert poll(mirrored, "requests mirrored to the shadow") < 360 * 0.15
+
+
+def test_10_split_canary_ambassador_started_before_the_api_services_restarts_with_them(
+    cluster: LocalCluster, tmp_path: Path
+) -> None:
+    folder = EXAMPLES / "10-split-canary"
+    docs = list(yaml.safe_load_all((folder / "split-canary.yaml").read_text()))
+    early = tmp_path / "frontend.yaml"
+    early.write_text(
+        yaml.safe_dump_all([d for d in docs if d["metadata"]["name"].startswith("frontend")])
+    )
+
+    def restarted() -> bool:
+        statuses = [
+            status
+            for pod in asyncio.run(pods(cluster, "frontend-"))
+            for status in (pod.get("status") or {}).get("containerStatuses") or ()
+            if status["name"] == "api-split"
+        ]
+        return bool(statuses) and all(status["restartCount"] >= 1 for status in statuses)
+
+    try:
+        # The frontend alone: its ambassador has no API_V1_SERVICE_HOST, and its startup probe
+        # fails, so it is restarted (again and again, backing off).
+        cluster.shoal("apply", "-f", str(early))
+        poll(restarted, "the ambassadors restarted by their startup probe", within=120)
+        # Then the whole example: the next restart has the Services' variables.
+        with example_up(cluster, "10-split-canary") as out:
+            (url,) = service_urls(out, "frontend")
+            for n in range(20):
+                status, body = http(f"{url}/orders?n={n}", headers={"Cookie": f"session=u{n}"})
+                assert status == 200, body
+                assert json.loads(body)["api"]["version"] in ("v1", "v2")
+    finally:
+        remove(cluster, "-f", str(early))
 
 
 # -- 13: the load generator ----------------------------------------------------------------------

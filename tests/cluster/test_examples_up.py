@@ -56,8 +56,8 @@ RUN_HERE = (
     "09-tls-sidecar",
     "10-split-canary",
     "11-redis-ambassador",
-    "13-load-generator",
     "12-adapters",
+    "13-load-generator",
 )
 
 pytestmark = pytest.mark.timeout(900)
@@ -157,9 +157,11 @@ def resp(host: str, port: int, *command: str) -> bytes:
     """One Redis command over RESP; the reply's first line (an integer or status) or, for a
     bulk string, its value."""
     words = b"".join(b"$%d\r\n%s\r\n" % (len(w.encode()), w.encode()) for w in command)
-    with socket.create_connection((host, port), timeout=30) as conn:
+    with (
+        socket.create_connection((host, port), timeout=30) as conn,
+        conn.makefile("rb") as reader,
+    ):
         conn.sendall(b"*%d\r\n%s" % (len(command), words))
-        reader = conn.makefile("rb")
         line = reader.readline().rstrip(b"\r\n")
         if line.startswith(b"$") and line != b"$-1":
             return reader.read(int(line[1:]) + 2)[:-2]

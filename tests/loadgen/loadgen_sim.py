@@ -80,6 +80,16 @@ class Simulation:
 
         self.at(self.now + delay, answer)
 
+    def warm_up(self, count: int) -> None:
+        """Preconnect ``count`` connections, let them come up, and start the schedule then (what
+        the driver does before a run)."""
+        self.engine.preconnect(count)
+        while self.engine.connecting and self.events:
+            when, _, action = heapq.heappop(self.events)
+            self.now = max(self.now, when)
+            action()
+        self.engine.begin_at(self.now)
+
     def run(self, *, stop_at: float | None = None, limit: int = 10_000_000) -> None:
         wake: float | None = self.engine.pump(self.now)
         for _ in range(limit):

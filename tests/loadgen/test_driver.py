@@ -4,7 +4,11 @@ rate accuracy is tested under a fake clock in test_engine.py)."""
 from __future__ import annotations
 
 import asyncio
+import gc
+import select
 import socket
+import sys
+import time
 
 import pytest
 
@@ -18,6 +22,7 @@ from shoal.loadgen import (
     run_workers,
     summarize,
 )
+from shoal.loadgen.driver import TimerFd
 
 from .loadgen_server import serving
 
@@ -104,3 +109,40 @@ async def test_worker_processes_merge_into_one_result() -> None:
         assert stats.errors == 0
         # The slow path's latency includes its 50 ms.
         assert (stats.paths[1].latency.percentile(50) or 0) >= 50_000
+
+
+async def test_the_millisecond_timer_fallback_runs_the_same_plan(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Where there is no timerfd (not Linux), the loop's own timer wakes the engine.
+    monkeypatch.setattr(TimerFd, "create", classmethod(lambda cls: None))
+    async with serving() as http_server:
+        plan = make_plan(http_server, RequestSpec("/ok"), rate=100)
+        stats = await run_load(plan)
+        assert stats.scheduled == stats.requests == 100
+        assert stats.errors == 0
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="timerfd is Linux's")
+def test_a_timerfd_becomes_readable_once_its_instant_has_passed() -> None:
+    timer = TimerFd.create()
+    assert timer is not None
+    try:
+        timer.arm(time.monotonic() + 3600)
+        assert select.select([timer.fd], [], [], 0)[0] == []
+        timer.arm(time.monotonic() - 1)  # in the past: fires at once
+        assert select.select([timer.fd], [], [], 10)[0] == [timer.fd]
+        timer.clear()
+        assert select.select([timer.fd], [], [], 0)[0] == []
+    finally:
+        timer.close()
+    assert timer.fd == -1
+
+
+async def test_the_run_reports_its_cpu_time_and_restores_the_gc() -> None:
+    thresholds = gc.get_threshold()
+    async with serving() as http_server:
+        stats = await run_load(make_plan(http_server, RequestSpec("/ok"), rate=50))
+    assert stats.cpu > 0
+    assert gc.get_threshold() == thresholds
+    assert gc.get_freeze_count() == 0

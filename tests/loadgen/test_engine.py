@@ -166,3 +166,30 @@ def test_workers_measure_disjoint_shares_that_merge_into_the_whole() -> None:
     assert [p.requests for p in merged.paths] == [p.requests for p in whole.paths]
     assert [w.requests for w in merged.windows] == [w.requests for w in whole.windows]
     assert merged.latency.count == whole.latency.count
+
+
+def test_preconnected_connections_carry_the_first_requests_and_the_schedule_starts_later() -> None:
+    sim = Simulation(plan(1000, 1), connect=lambda now: 0.05)
+    sim.warm_up(3)
+    assert sim.engine.open == len(sim.engine.idle) == 3
+    assert sim.now == pytest.approx(0.05)
+    sim.run()
+    stats = sim.engine.stats
+    assert stats.requests == stats.scheduled == 1000
+    assert (stats.errors, stats.dropped, stats.late) == (0, 0, 0)
+    # No request waited for a connect: every latency is the 1 ms service time.
+    assert stats.latency.max is not None
+    assert stats.latency.max <= 1001
+    assert len(sim.connections) == 3
+    assert stats.start == pytest.approx(0.05)
+
+
+def test_failed_preconnects_are_no_requests_failures() -> None:
+    sim = Simulation(plan(100, 1), connect=lambda now: None)
+    sim.warm_up(5)
+    assert sim.engine.open == 0
+    sim.run()
+    stats = sim.engine.stats
+    # Only the 100 requests count (each connect for them is refused), not the 5 warm-ups.
+    assert stats.requests == stats.errors == 100
+    assert stats.failures == {"connect": 100}

@@ -352,16 +352,30 @@ async def run_load(
                     return
                 engine.connected(slot, client, time.monotonic())  # type: ignore[arg-type]
 
+            opening: list[asyncio.Task[None]] = []
+            warming = True
+
+            def open_connection(slot: Slot) -> None:
+                task = group.create_task(connect(slot))  # the TaskGroup keeps it
+                if warming:
+                    opening.append(task)
+
             engine = Engine(
-                plan,
-                start=begin,
-                open_connection=lambda slot: _keep(group.create_task(connect(slot))),
-                worker=worker,
-                workers=workers,
+                plan, start=begin, open_connection=open_connection, worker=worker, workers=workers
             )
+            # Connect first (as wrk does): at 50k req/s the connects of a cold start would
+            # otherwise put the first thousands of requests behind, late, for good.
+            engine.preconnect(settings.connections)
+            budget = settings.timeout if start is None else start - time.monotonic()
+            if opening and budget > 0:
+                await asyncio.wait(opening, timeout=budget)
+            warming = False
+            opening.clear()
+            if start is None:
+                engine.begin_at(time.monotonic())
             ticker = _Ticker(loop, engine, done, stop, on_progress)
             try:
-                ticker.arm(begin)
+                ticker.arm(engine.start)
                 await done
             finally:
                 ticker.close()
@@ -393,10 +407,6 @@ def _quiet_gc(running: bool) -> None:
     if not _gc_state:
         gc.set_threshold(*thresholds)
         gc.unfreeze()
-
-
-def _keep(task: asyncio.Task[None]) -> None:
-    """The TaskGroup holds the reference; nothing to do here."""
 
 
 def loop_factory(name: str = "auto") -> Callable[[], asyncio.AbstractEventLoop]:

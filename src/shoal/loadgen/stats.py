@@ -142,7 +142,7 @@ class RunStats:
             self.late += 1
 
     def record_response(self, path: int, intended: float, now: float, status: int) -> None:
-        micros = round((now - intended) * 1_000_000)
+        micros = int((now - intended) * 1_000_000.0 + 0.5)  # as Recorder.response rounds
         error = not 200 <= status < 400
         self.requests += 1
         self.statuses[status] = self.statuses.get(status, 0) + 1
@@ -321,6 +321,11 @@ class Recorder:
         self._done_lo = self._done_hi = start
         self._done_index = 0
         self._done = 0
+
+    def restart(self, start: float) -> None:
+        """Move the run's zero to ``start`` (nothing recorded yet)."""
+        self.start = start
+        self._lo = self._hi = self._done_lo = self._done_hi = start
 
     def _index(self, at: float) -> int:
         index = int((at - self.start) / self.window)

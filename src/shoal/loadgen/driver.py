@@ -366,9 +366,13 @@ async def run_load(
             # Connect first (as wrk does): at 50k req/s the connects of a cold start would
             # otherwise put the first thousands of requests behind, late, for good.
             engine.preconnect(settings.connections)
-            budget = settings.timeout if start is None else start - time.monotonic()
-            if opening and budget > 0:
-                await asyncio.wait(opening, timeout=budget)
+            deadline = time.monotonic() + settings.timeout if start is None else start
+            while (
+                any(not task.done() for task in opening)
+                and time.monotonic() < deadline
+                and not (stop is not None and stop.is_set())
+            ):
+                await asyncio.wait(opening, timeout=min(0.05, deadline - time.monotonic()))
             warming = False
             opening.clear()
             if start is None:

@@ -30,6 +30,7 @@ import contextlib
 import ctypes
 import gc
 import json
+import math
 import os
 import socket
 import sys
@@ -364,8 +365,10 @@ async def run_load(
                 plan, start=begin, open_connection=open_connection, worker=worker, workers=workers
             )
             # Connect first (as wrk does): at 50k req/s the connects of a cold start would
-            # otherwise put the first thousands of requests behind, late, for good.
-            engine.preconnect(settings.connections)
+            # otherwise put the first thousands of requests behind, late, for good. As many as
+            # the peak rate keeps busy at 1 ms a request (at least one; more open on demand).
+            peak = max(max(s.start_rate, s.end_rate) for s in plan.schedule.segments)
+            engine.preconnect(max(1, math.ceil(peak / workers / 1000)))
             deadline = time.monotonic() + settings.timeout if start is None else start
             while (
                 any(not task.done() for task in opening)

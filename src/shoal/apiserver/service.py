@@ -762,24 +762,33 @@ class ObjectService:
                 name=name,
                 kind="namespaces",
             )
-        entry = await self.get_entry(resource, namespace, name)
-        meta = entry.value.get("metadata", {})
-        if options.precondition_uid not in (None, meta.get("uid")):
-            raise conflict(
-                resource,
-                name,
-                f"Precondition failed: UID in precondition: {options.precondition_uid}, "
-                f"UID in object meta: {meta.get('uid')}",
-            )
-        if options.precondition_resource_version not in (None, str(entry.revision)):
-            raise conflict(
-                resource,
-                name,
-                "Precondition failed: ResourceVersion in precondition: "
-                f"{options.precondition_resource_version}, ResourceVersion in object meta: "
-                f"{entry.revision}",
-            )
-        return await self.delete_entry(resource, entry, options)
+        for _ in range(16):
+            entry = await self.get_entry(resource, namespace, name)
+            meta = entry.value.get("metadata", {})
+            if options.precondition_uid not in (None, meta.get("uid")):
+                raise conflict(
+                    resource,
+                    name,
+                    f"Precondition failed: UID in precondition: {options.precondition_uid}, "
+                    f"UID in object meta: {meta.get('uid')}",
+                )
+            if options.precondition_resource_version not in (None, str(entry.revision)):
+                raise conflict(
+                    resource,
+                    name,
+                    "Precondition failed: ResourceVersion in precondition: "
+                    f"{options.precondition_resource_version}, ResourceVersion in object meta: "
+                    f"{entry.revision}",
+                )
+            try:
+                return await self.delete_entry(resource, entry, options)
+            except APIError as error:
+                # A write landed between the read and the compare-and-swap (a controller's
+                # status update): read again, as Kubernetes' store does; the preconditions
+                # above answer 409 if the client asked for the version it saw.
+                if error.reason != "Conflict":
+                    raise
+        raise conflict(resource, name, OPTIMISTIC_LOCK_MESSAGE)
 
     async def delete_entry(
         self, resource: Resource, entry: Entry, options: DeleteOptions

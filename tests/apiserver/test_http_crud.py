@@ -419,4 +419,3 @@ async def test_concurrent_patches_are_retried_and_a_patched_stale_version_is_409
         stale = {"metadata": {"resourceVersion": first}, "data": {"late": "v"}}
         async with session.patch(f"{server.url}{CM}/c", json=stale, headers=merge) as r:
             assert r.status == 409
-

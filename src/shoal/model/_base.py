@@ -8,7 +8,11 @@ own validation is split the same way, and so are its messages.
 
 from __future__ import annotations
 
+import enum
 import re
+import types
+import typing
+from collections import abc
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Annotated, Any, ClassVar
@@ -77,20 +81,82 @@ def field_name(alias: str) -> str:
 
 
 def iter_issues(model: ShoalModel, base: Path = ()) -> Iterator[Check]:
-    """Every cross-field problem in ``model`` and the models inside it, with absolute paths."""
-    for relative, message in model._checks():
-        yield base + relative, message
-    for name, field in type(model).model_fields.items():
-        alias = field.alias or name
-        yield from _walk(getattr(model, name), (*base, alias))
+    """Every cross-field problem in ``model`` and the models inside it, with absolute paths.
+
+    The order is the walk's: a model's own checks, then its fields in declaration order, depth
+    first. The walk is the hot part of validating every object the API server stores, so it
+    collects into one list, runs ``_checks`` only where a class defines some, and never visits
+    a field whose type cannot hold a model (``labels: dict[str, str]``, ``replicas: int``)."""
+    out: list[Check] = []
+    _collect(model, base, out)
+    return iter(out)
 
 
-def _walk(value: object, path: Path) -> Iterator[Check]:
+_PlanEntry = tuple[str, str]
+_plans: dict[type[ShoalModel], tuple[bool, tuple[_PlanEntry, ...]]] = {}
+"""Per model class: whether it has checks of its own, and the ``(name, alias)`` of the fields
+that may hold a model. Classes are few and live for the whole process."""
+
+_LEAVES: frozenset[type] = frozenset({str, int, float, bool, bytes, type(None), datetime})
+"""Types whose values never contain a model."""
+
+
+def _may_hold_model(annotation: Any) -> bool:
+    """Whether a field of this type can hold a :class:`ShoalModel` (True when unsure)."""
+    if isinstance(annotation, type) and annotation in _LEAVES:
+        return False
+    origin = typing.get_origin(annotation)
+    if origin is typing.Literal:
+        return False
+    if origin is not None:
+        args = typing.get_args(annotation)
+        if origin is Annotated:
+            return _may_hold_model(args[0])
+        if origin in (typing.Union, types.UnionType, list, tuple, dict, set, frozenset) or (
+            origin in (abc.Sequence, abc.Mapping)
+        ):
+            return any(_may_hold_model(arg) for arg in args if arg is not Ellipsis)
+        return True
+    # An enum's members are plain values; anything else unknown (Any, object) may hold one.
+    return not (isinstance(annotation, type) and issubclass(annotation, enum.Enum))
+
+
+def _plan(cls: type[ShoalModel]) -> tuple[bool, tuple[_PlanEntry, ...]]:
+    plan = _plans.get(cls)
+    if plan is None:
+        own = cls._checks is not ShoalModel._checks
+        fields = tuple(
+            (name, field.alias or name)
+            for name, field in cls.model_fields.items()
+            if _may_hold_model(field.annotation)
+        )
+        plan = _plans[cls] = (own, fields)
+    return plan
+
+
+def _collect(model: ShoalModel, base: Path, out: list[Check]) -> None:
+    own, fields = _plan(type(model))
+    if own:
+        for relative, message in model._checks():
+            out.append((base + relative, message))
+    for name, alias in fields:
+        value = getattr(model, name)
+        if value is not None:
+            _walk(value, (*base, alias), out)
+
+
+def _walk(value: object, path: Path, out: list[Check]) -> None:
     if isinstance(value, ShoalModel):
-        yield from iter_issues(value, path)
+        _collect(value, path, out)
     elif isinstance(value, list | tuple):
         for index, item in enumerate(value):
-            yield from _walk(item, (*path, index))
+            if not isinstance(item, _SCALARS):
+                _walk(item, (*path, index), out)
     elif isinstance(value, dict):
         for key, item in value.items():
-            yield from _walk(item, (*path, Key(str(key))))
+            if not isinstance(item, _SCALARS):
+                _walk(item, (*path, Key(str(key))), out)
+
+
+_SCALARS = (str, int, float, type(None))
+"""Values a walk has nothing to look into (bool is an int)."""

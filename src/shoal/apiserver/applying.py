@@ -71,7 +71,7 @@ import copy
 import json
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, replace
-from typing import Any, Final
+from typing import Any, Final, cast
 
 from shoal.apiserver.patching import (
     DEFAULT_STRATEGY,
@@ -335,18 +335,26 @@ def _members(
     """Every owned-able path of ``obj`` and its value (``_NODE`` for a list item, and for a map
     when ``maps``: Update sets own the maps they create). ``strict`` refuses duplicate keys."""
     out: dict[FieldPath, Any] = {}
-    _walk_fields(obj, shape, (), out, maps=maps, strict=strict)
+    _walk_fields(obj, shape, (), out, maps, strict)
     return out
 
 
+# The walks run for every write (twice for an update): the flags are positional.
+
+
 def _walk_fields(
-    obj: Mapping[str, Any], shape: Shape, path: FieldPath, out: dict[FieldPath, Any], **how: bool
+    obj: Mapping[str, Any],
+    shape: Shape,
+    path: FieldPath,
+    out: dict[FieldPath, Any],
+    maps: bool,
+    strict: bool,
 ) -> None:
     for key, value in obj.items():
         if value is None:
             continue
         strategy, child = field_shape(shape, key)
-        _walk_value(value, strategy, child, (*path, f"f:{key}"), out, **how)
+        _walk_value(value, strategy, child, (*path, f"f:{key}"), out, maps, strict)
 
 
 def _walk_value(
@@ -355,14 +363,13 @@ def _walk_value(
     shape: Shape,
     path: FieldPath,
     out: dict[FieldPath, Any],
-    *,
     maps: bool,
     strict: bool,
 ) -> None:
     if isinstance(value, dict) and value and not strategy.atomic:
         if maps and shape.kind == "map":
             out[path] = _NODE
-        _walk_fields(value, shape, path, out, maps=maps, strict=strict)
+        _walk_fields(value, shape, path, out, maps, strict)
     elif isinstance(value, list) and value and strategy.list_type != "atomic":
         items = item_shape(shape)
         for item in value:
@@ -379,7 +386,7 @@ def _walk_value(
                 out[item_path] = item
             else:
                 out[item_path] = _NODE
-                _walk_fields(item, items, item_path, out, maps=maps, strict=strict)
+                _walk_fields(item, items, item_path, out, maps, strict)
     else:
         out[path] = value
 
@@ -387,6 +394,8 @@ def _walk_value(
 def _same(a: Any, b: Any) -> bool:
     if a is _NODE or b is _NODE:
         return a is b
+    if type(a) is str and type(b) is str:  # most values; json_equal would say the same
+        return a == b
     return json_equal(a, b)
 
 
@@ -814,6 +823,7 @@ def record_update(
     subresource: str | None = None,
     kind: type[KubeObject] | None = None,
     status_subresource: bool | None = None,
+    owned: bool = False,
 ) -> Obj:
     """``new`` with ``metadata.managedFields`` updated for an ordinary write by ``manager``
     (create when ``old`` is ``None``, PUT, or a JSON/merge/strategic patch).
@@ -821,9 +831,10 @@ def record_update(
     ``manager`` takes every field it added or changed from its other owners (an update always
     forces); fields no longer present leave every entry. If ``new`` carries ``managedFields``
     they replace the stored ones first (``[{}]`` clears them); if it leaves them out, ``old``'s
-    are kept. Neither argument is modified.
+    are kept. Neither argument is modified, unless ``owned`` says the caller gives up ``new``:
+    then it is the result (its metadata changed in place), which spares a copy.
     """
-    result: Obj = copy_json(dict(new))
+    result: Obj = cast(Obj, new) if owned and type(new) is dict else copy_json(dict(new))
     shape, status_sub, api_version = _resolve_kind(result, kind, status_subresource)
     in_scope = _in_scope(subresource, status_sub)
     metadata = result.setdefault("metadata", {})

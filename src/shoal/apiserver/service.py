@@ -347,6 +347,7 @@ class ObjectService:
                     subresource=subresource,
                     kind=resource.model,
                     status_subresource=resource.status_subresource,
+                    owned=True,  # every caller passes the object it is about to store
                 )
             except PatchError as error:
                 raise error.to_api_error() from None
@@ -367,7 +368,9 @@ class ObjectService:
         now = now_rfc3339()
         obj = prepare_create(resource, body, namespace=namespace, now=now)
         name = obj["metadata"].get("name")
-        checked = validate(resource, obj, options.field_validation, self.crd_for(resource))
+        checked = validate(
+            resource, obj, options.field_validation, self.crd_for(resource), owned=True
+        )
         obj = checked.body
         if resource.namespaced:
             await self._check_namespace(namespace)
@@ -505,7 +508,9 @@ class ObjectService:
             obj = prepare_update(resource, old, body)
             if is_service(resource):
                 keep_cluster_ip(resource, old, obj)
-        checked = validate(resource, obj, options.field_validation, self.crd_for(resource))
+        checked = validate(
+            resource, obj, options.field_validation, self.crd_for(resource), owned=True
+        )
         obj = checked.body
         check_finalizers(resource, old, obj)
         # The model may have filled in defaults: keep generation honest after normalization.

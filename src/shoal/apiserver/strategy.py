@@ -280,9 +280,9 @@ def prepare_update(resource: Resource, old: Mapping[str, Any], body: Body) -> Bo
 
 def prepare_status_update(old: Mapping[str, Any], body: Mapping[str, Any]) -> Body:
     """The object to store for an update of ``/status``: the old object with the new status."""
-    obj = copy.deepcopy(dict(old))
+    obj: Body = copy_json(dict(old))
     if "status" in body:
-        obj["status"] = copy.deepcopy(body["status"])
+        obj["status"] = copy_json(body["status"])
     else:
         obj.pop("status", None)
     return obj

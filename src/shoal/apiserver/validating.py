@@ -78,11 +78,16 @@ def validate(
     body: dict[str, Any],
     mode: FieldValidation,
     crd: Mapping[str, Any] | None = None,
+    *,
+    owned: bool = False,
 ) -> Validated:
-    """Validate ``body`` as an object of ``resource``; raise :class:`APIError` if it is not."""
+    """Validate ``body`` as an object of ``resource``; raise :class:`APIError` if it is not.
+
+    ``body`` is left as it was, unless ``owned`` says the caller gives it up (the service's own
+    copy of a request): then it may be changed in place instead of copied first."""
     name = str((body.get("metadata") or {}).get("name") or "")
     if resource.model is not None:
-        return _validate_model(resource, body, mode, name)
+        return _validate_model(resource, body, mode, name, owned)
     if resource.kind == "CustomResourceDefinition" and resource.group == "apiextensions.k8s.io":
         problems = [split_problem(p) for p in check_crd(body)]
         problems += _metadata_problems(body)
@@ -91,7 +96,7 @@ def validate(
         return Validated(copy.deepcopy(body))
     if crd is None:
         raise APIError("InternalError", f"no schema is known for {resource.plural}")
-    return _validate_custom(resource, body, mode, crd, name)
+    return _validate_custom(resource, body, mode, crd, name, owned)
 
 
 def _metadata_problems(body: Mapping[str, Any]) -> list[tuple[str, str]]:
@@ -112,8 +117,9 @@ def _validate_custom(
     mode: FieldValidation,
     crd: Mapping[str, Any],
     name: str,
+    owned: bool,
 ) -> Validated:
-    obj: dict[str, Any] = copy_json(body)
+    obj: dict[str, Any] = body if owned else copy_json(body)
     schema = resource.schema or {}
     warnings = _unknown(prune(obj, schema), mode)
     problems = [
@@ -154,11 +160,11 @@ def _drop(data: Any, path: Path) -> bool:
 
 
 def _validate_model(
-    resource: Resource, body: dict[str, Any], mode: FieldValidation, name: str
+    resource: Resource, body: dict[str, Any], mode: FieldValidation, name: str, owned: bool
 ) -> Validated:
     cls = resource.model
     assert cls is not None
-    data: dict[str, Any] = copy_json(body)
+    data: dict[str, Any] = body if owned else copy_json(body)
     # The request came to this resource's URL: take its canonical apiVersion (the short alias
     # groups are spellings of the same kind).
     data["apiVersion"] = cls.INFO.api_version

@@ -243,8 +243,9 @@ class _Ticker:
     """Wakes the engine when it asked to be woken, and reports progress and the end.
 
     The wake-up instant is the engine's (the next due request, a drop or a timeout check), but no
-    sooner than ``timer_slack`` after this wake-up, so that at high rates one wake-up sends a few
-    requests (the engine sends everything due); and no later than 50 ms, to notice ``stop``."""
+    sooner than the slack after this wake-up (``slack_at``), so that at high rates one wake-up
+    sends several requests (the engine sends everything due); and no later than 50 ms, to notice
+    ``stop``."""
 
     def __init__(
         self,
@@ -253,6 +254,7 @@ class _Ticker:
         done: asyncio.Future[None],
         stop: asyncio.Event | None,
         on_progress: Progress | None,
+        workers: int = 1,
     ) -> None:
         self.loop = loop
         self.engine = engine
@@ -261,6 +263,7 @@ class _Ticker:
         self.on_progress = on_progress
         settings = engine.settings
         self.slack = settings.timer_slack
+        self.workers = workers
         self.interval = settings.progress_interval
         self.next_progress = time.monotonic() + self.interval
         self.timerfd = TimerFd.create()
@@ -294,8 +297,16 @@ class _Ticker:
             self.next_progress = now + self.interval
         if self.on_progress is not None and self.next_progress < wake:
             wake = self.next_progress
-        soonest = now + self.slack
+        soonest = now + self.slack_at(now)
         self.arm(soonest if wake < soonest else min(wake, now + 0.05))
+
+    def slack_at(self, now: float) -> float:
+        """``timer_slack`` at this worker's rates of 20k/s and above; proportionally less below
+        (at least 20 µs), where wake-ups are few and precision is cheap: at 10k/s half of it
+        took 80 µs off the median latency for 40% more CPU."""
+        engine = self.engine
+        rate = engine.plan.schedule.rate_at(now - engine.start) / self.workers
+        return max(2e-5, self.slack * min(1.0, rate / 20_000))
 
     def close(self) -> None:
         if self.handle is not None:
@@ -380,7 +391,7 @@ async def run_load(
             opening.clear()
             if start is None:
                 engine.begin_at(time.monotonic())
-            ticker = _Ticker(loop, engine, done, stop, on_progress)
+            ticker = _Ticker(loop, engine, done, stop, on_progress, workers)
             try:
                 ticker.arm(engine.start)
                 await done

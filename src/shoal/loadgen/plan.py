@@ -295,8 +295,9 @@ class LoadSettings:
     late_after: float = 0.01
     """A request sent more than this many seconds after its intended time counts as late."""
     timer_slack: float = 0.0002
-    """The driver's timer wakes at least this many seconds apart, so that at high rates one
-    wake-up sends a few due requests (each is still timed from its intended start)."""
+    """The driver's timer wakes at least this many seconds apart at 20k req/s per process and
+    above (proportionally less below, at least 20 µs), so that one wake-up sends several due
+    requests; each is still timed from its intended start, so the wait shows in the latency."""
     window: float = 1.0
     """Seconds per point of the time series (latency over time, rate achieved)."""
     progress_interval: float = 1.0

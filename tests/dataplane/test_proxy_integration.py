@@ -101,9 +101,17 @@ async def echo_handler(reader: asyncio.StreamReader, writer: asyncio.StreamWrite
         await writer.drain()
 
 
-@pytest.fixture(params=["python", "httptools"])
+@pytest.fixture(params=["python", "httptools", "general"])
 def parser(request: pytest.FixtureRequest) -> str:
+    """A request parser; ``general`` is the pure one with the fast path off (every message
+    through the parsers and events), so both paths of the driver run every scenario."""
     return str(request.param)
+
+
+def proxy_settings(parser: str, **settings: Any) -> ProxySettings:
+    if parser == "general":
+        return ProxySettings(parser="python", fast_path=False, **settings)
+    return ProxySettings(parser=parser, **settings)
 
 
 @contextlib.asynccontextmanager
@@ -113,7 +121,7 @@ async def proxy_to(
     def route(request: Request) -> Address | None:
         return address
 
-    server = ProxyServer(route, ProxySettings(parser=parser, **settings))
+    server = ProxyServer(route, proxy_settings(parser, **settings))
     await server.start("127.0.0.1", 0)
     try:
         yield server
@@ -145,7 +153,7 @@ async def exchange(
 async def test_keep_alive_both_sides_and_pool_reuse(parser: str) -> None:
     """Three requests on one client connection use one upstream connection."""
     async with Backend(echo_handler) as backend, proxy_to(backend.address, parser) as proxy:
-        assert proxy.parser_name == parser
+        assert proxy.parser_name == parser.replace("general", "python")
         async with client(proxy) as (reader, writer):
             for i in range(3):
                 start, headers, body = await exchange(
@@ -508,7 +516,7 @@ async def test_graceful_shutdown_finishes_in_flight_requests(parser: str) -> Non
         await reader.read()
 
     async with Backend(slow) as backend:
-        server = ProxyServer(lambda r: backend.address, ProxySettings(parser=parser))
+        server = ProxyServer(lambda r: backend.address, proxy_settings(parser))
         await server.start("127.0.0.1", 0)
         idle_reader, idle_writer = await asyncio.open_connection(*server.address)
         reader, writer = await asyncio.open_connection(*server.address)
@@ -542,7 +550,7 @@ UVLOOP_SCENARIOS = [
 
 
 @pytest.mark.parametrize("scenario", UVLOOP_SCENARIOS, ids=lambda f: f.__name__[5:])
-@pytest.mark.parametrize("parser_name", ["python", "httptools"])
+@pytest.mark.parametrize("parser_name", ["python", "httptools", "general"])
 def test_scenarios_on_uvloop(scenario: Callable[[str], Awaitable[None]], parser_name: str) -> None:
     """The same scenarios on uvloop (the suite above runs them on the stock asyncio loop)."""
     import uvloop

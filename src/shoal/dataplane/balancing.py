@@ -134,6 +134,10 @@ class SmoothWeightedRoundRobin(Picker):
         key: Key | None = None,
         exclude: Collection[str] = (),
     ) -> Endpoint | None:
+        if len(endpoints) == 1:
+            # One endpoint: the general loop below would leave its score as it was.
+            only = endpoints[0]
+            return None if only.address in exclude else only
         current = self._current
         if len(current) > 2 * len(endpoints) + 8:
             # Forget endpoints that left the set, so the state stays the size of the set.

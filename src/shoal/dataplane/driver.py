@@ -69,6 +69,7 @@ from collections.abc import Callable, Collection, Coroutine
 from dataclasses import dataclass, field
 from typing import Any, Final, cast
 
+from shoal.dataplane.fastpath import forwarding_tail, scan_request, scan_response
 from shoal.dataplane.health import Failure
 from shoal.dataplane.http1 import (
     PARSERS,
@@ -147,6 +148,9 @@ class ProxySettings:
     """Bytes a client may send ahead of the request being answered before it is not read."""
     backlog: int = 1024
     """Listen backlog."""
+    fast_path: bool = True
+    """Take common requests and responses whole (:mod:`shoal.dataplane.fastpath`); off: every
+    message goes through the parsers and events (the same behaviour, more CPU)."""
 
 
 class Pick:
@@ -297,6 +301,8 @@ class UpstreamPool:
 
     def __init__(self, settings: ProxySettings | None = None) -> None:
         self._settings = settings or ProxySettings()
+        self._idle_timeout = self._settings.pool_idle_timeout
+        self._max_idle = self._settings.pool_max_idle
         self._idle: dict[Address, list[_UpstreamProtocol]] = {}
         self._sweeper: asyncio.TimerHandle | None = None
         self._closed = False
@@ -337,7 +343,8 @@ class UpstreamPool:
         idle = self._idle.get(address)
         if not idle:
             return None
-        deadline = self._get_loop().time() - self._settings.pool_idle_timeout
+        loop = self._loop or self._get_loop()
+        deadline = loop.time() - self._idle_timeout
         while idle:
             conn = idle.pop()
             if not conn.closed and conn.idle_since > deadline:
@@ -358,17 +365,19 @@ class UpstreamPool:
     def release(self, conn: _UpstreamProtocol) -> None:
         """Keep ``conn`` for reuse, or close it when the pool is full or closed."""
         conn.owner = None
-        idle = self._idle.setdefault(conn.address, [])
+        idle = self._idle.get(conn.address)
+        if idle is None:
+            idle = self._idle[conn.address] = []
         live = self._live
         if (
             self._closed
             or conn.closed
-            or len(idle) >= self._settings.pool_max_idle
+            or len(idle) >= self._max_idle
             or (live is not None and conn.address not in live)
         ):
             conn.close()
             return
-        loop = self._get_loop()
+        loop = self._loop or self._get_loop()
         conn.idle_since = loop.time()
         idle.append(conn)
         if self._sweeper is None:
@@ -406,6 +415,9 @@ class UpstreamPool:
 
 
 # --- the client side ----------------------------------------------------------------------------
+
+_LENGTH_FRAMER: Final = BodyFramer("length")
+"""Passes a ``Content-Length`` body through (stateless, so one serves every connection)."""
 
 _IDLE: Final = 0
 _HEAD: Final = 1
@@ -452,6 +464,24 @@ class _ClientProtocol(asyncio.Protocol):
         self._timer_at = 0.0
         self._out: list[bytes] | None = None
         self._feeding = False
+        self._fast = server.fast
+        """The fast path (:mod:`shoal.dataplane.fastpath`) may take common messages whole."""
+        self._fast_down = False
+        """The current response may be taken whole (an HTTP/1.1 request, not HEAD or Upgrade)."""
+        self._clean = True
+        """The request parser is at rest: a read may be taken whole by the fast path."""
+        self._hold = False
+        """The current request was taken whole: the parser must hold what comes until it ends."""
+        self._tail = b"\r\n"
+        self._limits = server.settings.limits
+        self._pool = server.pool
+        settings = server.settings
+        self._timeouts = (
+            settings.keepalive_timeout,
+            settings.request_head_timeout,
+            settings.upstream_timeout,
+        )
+        """Seconds of each phase but the tunnel, by phase number."""
 
     # --- asyncio callbacks ---
 
@@ -459,6 +489,8 @@ class _ClientProtocol(asyncio.Protocol):
         self._transport = cast(asyncio.Transport, transport)
         peer = transport.get_extra_info("peername")
         self._peer = str(peer[0]) if isinstance(peer, tuple) else "unknown"
+        forwarding = self._settings.forwarding
+        self._tail = forwarding_tail(self._peer, forwarding.scheme, forwarding.x_forwarded_for)
         self._server.connections.add(self)
         self._set_phase(_IDLE, self._loop.time())
 
@@ -469,9 +501,22 @@ class _ClientProtocol(asyncio.Protocol):
                 self._upstream.write(data)
             return
         if self._phase == _IDLE:
+            if self._clean and self._fast:
+                # The common request, whole in this read: no parser, no events (fastpath.py).
+                scanned = scan_request(data, self._limits)
+                if scanned is not None:
+                    request, end = scanned
+                    self._hold = True
+                    self._phase_since = now
+                    self._start(request, data, end)
+                    return
             # The head timer is armed only if the head is still incomplete after this read.
             self._phase = _HEAD
             self._phase_since = now
+        if self._hold:
+            self._hold = False
+            self._parser.hold()  # bytes after a request taken whole wait for its end
+        self._clean = False
         self._feeding = True
         try:
             self._handle(self._parser.feed(data))
@@ -497,6 +542,10 @@ class _ClientProtocol(asyncio.Protocol):
                 with contextlib.suppress(OSError, RuntimeError):
                     upstream.transport.write_eof()
             return True
+        if self._hold:
+            self._hold = False
+            self._parser.hold()
+        self._clean = False
         self._handle(self._parser.feed_eof())
         return self._request is not None and not self._closing
 
@@ -580,12 +629,20 @@ class _ClientProtocol(asyncio.Protocol):
         elif self._upstream is not None:
             self._upstream.write(data)
 
-    def _start(self, request: Request) -> None:
+    def _start(self, request: Request, data: bytes | None = None, end: int = 0) -> None:
+        """Begin an exchange for ``request``; with ``data``, the fast path took the whole request
+        from it (head up to ``end``, then the whole body)."""
         self._set_phase(_EXCHANGE, self._loop.time())
         self._request = request
         self._status = 0
         self._request_done = self._response_started = self._response_done = False
         self._keep_alive = request.keep_alive and not self._server.draining
+        self._fast_down = (
+            self._fast
+            and request.http_version == b"1.1"
+            and request.method != b"HEAD"
+            and request.upgrade is None
+        )
         admit = self._server.admit
         if admit is not None:
             try:
@@ -600,7 +657,12 @@ class _ClientProtocol(asyncio.Protocol):
                     self._send(admitted)
                 self._close()
                 return
-            self._request = request = admitted
+            if admitted is not request:
+                self._request = request = admitted
+                if data is not None:  # rewritten: forward it the general way
+                    body = data[end:]
+                    head, framer = upstream_request(request, self._peer, self._settings.forwarding)
+                    data, end = head + framer.data(body) + framer.end(), -1
         try:
             pick = self._dispatcher.begin(request, self._peer)
         except Exception:
@@ -611,7 +673,18 @@ class _ClientProtocol(asyncio.Protocol):
             self._local_response(503, "no upstream available")
             return
         self._pick = pick
-        head, self._up_framer = upstream_request(request, self._peer, self._settings.forwarding)
+        if data is None:
+            head, self._up_framer = upstream_request(request, self._peer, self._settings.forwarding)
+        else:
+            # Taken whole: the received head with the forwarding fields spliced in, and the body.
+            self._request_done = True
+            self._up_framer = None
+            if end < 0:
+                head = data
+            elif end == len(data):
+                head = data[: end - 2] + self._tail
+            else:
+                head = data[: end - 2] + self._tail + data[end:]
         self._retry_head = (
             head if request.framing == "none" and request.method in _RETRYABLE_METHODS else None
         )
@@ -619,7 +692,7 @@ class _ClientProtocol(asyncio.Protocol):
             self._wait_for_slot(pick, [head])
             return
         self._address = address = pick.address
-        conn = self._server.pool.take(address)
+        conn = self._pool.take(address)
         if conn is not None:
             self._attach(conn, reused=True)
             conn.write(head)
@@ -719,13 +792,15 @@ class _ClientProtocol(asyncio.Protocol):
             return
         self._upstream = None
         conn.owner = None
-        self.resume_reading("upstream-full")
+        if self._paused:
+            self.resume_reading("upstream-full")
         if reuse and not conn.closed and not conn.parser.buffered:
-            conn.flush()
+            if conn.corked is not None:
+                conn.flush()
             if self._write_paused and conn.transport is not None:
                 conn.transport.resume_reading()
             conn.parser.next_cycle()
-            self._server.pool.release(conn)
+            self._pool.release(conn)
         else:
             conn.close()
 
@@ -733,7 +808,15 @@ class _ClientProtocol(asyncio.Protocol):
 
     def upstream_data(self, conn: _UpstreamProtocol, data: bytes) -> None:
         self._last_activity = self._loop.time()
-        self._upstream_seen = True
+        if not self._upstream_seen:
+            self._upstream_seen = True
+            if self._fast_down and self._request_done:
+                # The common response head, first in this read: rewritten whole (fastpath.py).
+                keep = self._keep_alive and not self._server.draining
+                scanned = scan_response(data, keep)
+                if scanned is not None:
+                    self._fast_response(conn, keep, *scanned)
+                    return
         if self._tunnel:
             if self._transport is not None:
                 self._transport.write(data)
@@ -873,6 +956,25 @@ class _ClientProtocol(asyncio.Protocol):
         self._response_started = True
         send(head)
 
+    def _fast_response(
+        self, conn: _UpstreamProtocol, keep: bool, status: int, out: bytes, rest: int, up: bool
+    ) -> None:
+        """What ``_on_response`` (and ``_on_response_end``) do, for a head taken whole."""
+        self._status = status
+        self._keep_alive = keep
+        self._upstream_keep = up
+        self._response_started = True
+        transport = self._transport
+        if transport is not None:
+            transport.write(out)
+        if rest:
+            # The rest of the body goes through the parser and the general path.
+            self._down_framer = _LENGTH_FRAMER
+            conn.parser.continue_body(rest)
+            return
+        self._response_done = True
+        self._finish()
+
     def _on_response_end(self) -> None:
         self._response_done = True
         if self._down_framer is not None:
@@ -907,7 +1009,14 @@ class _ClientProtocol(asyncio.Protocol):
             return
         now = self._loop.time()
         self._set_phase(_IDLE, now)
-        self.resume_reading("pipeline")
+        if self._paused:
+            self.resume_reading("pipeline")
+        if self._hold:
+            # Taken whole and nothing came since: the parser is still at rest.
+            self._hold = False
+            if self._eof:
+                self._close()
+            return
         events = self._parser.next_cycle()
         if events or self._parser.buffered:
             self._phase = _HEAD
@@ -916,6 +1025,8 @@ class _ClientProtocol(asyncio.Protocol):
                 self._arm_head_timer()
         elif self._eof:
             self._close()
+        else:
+            self._clean = self._parser.at_rest
 
     # --- failures ---
 
@@ -973,7 +1084,7 @@ class _ClientProtocol(asyncio.Protocol):
         self._phase_since = now
         if phase == _TUNNEL:
             return
-        deadline = now + self._timeout(phase)
+        deadline = now + self._timeouts[phase]
         if self._timer is None or deadline < self._timer_at:
             self._arm(deadline)
 
@@ -984,14 +1095,6 @@ class _ClientProtocol(asyncio.Protocol):
         deadline = self._phase_since + self._settings.request_head_timeout
         if self._timer is None or deadline < self._timer_at:
             self._arm(deadline)
-
-    def _timeout(self, phase: int) -> float:
-        settings = self._settings
-        if phase == _IDLE:
-            return settings.keepalive_timeout
-        if phase == _HEAD:
-            return settings.request_head_timeout
-        return settings.upstream_timeout
 
     def _arm(self, deadline: float) -> None:
         if self._timer is not None:
@@ -1007,7 +1110,7 @@ class _ClientProtocol(asyncio.Protocol):
         since = self._phase_since
         if phase == _EXCHANGE:
             since = max(since, self._last_activity)
-        deadline = since + self._timeout(phase)
+        deadline = since + self._timeouts[phase]
         if self._loop.time() < deadline:
             self._arm(deadline)
         elif phase == _IDLE:
@@ -1052,6 +1155,8 @@ class ProxyServer:
         self._parser_class: Callable[[Limits], RequestParser] = type(
             make_request_parser(self.settings.parser, self.settings.limits)
         )
+        self.fast = self.settings.fast_path and self.settings.forwarding.via is None
+        """Whether connections may use :mod:`shoal.dataplane.fastpath` for common messages."""
         self._own_pool = pool is None
         self.pool = pool if pool is not None else UpstreamPool(self.settings)
         self.connections: set[_ClientProtocol] = set()

@@ -537,10 +537,11 @@ class PendingLimiter:
     Tickets are the driver's integers (one per request), returned when a queued request may go.
     """
 
-    __slots__ = ("_endpoints", "_settings")
+    __slots__ = ("_endpoints", "_max_in_flight", "_settings")
 
     def __init__(self, settings: PendingSettings | None = None) -> None:
         self._settings = settings or PendingSettings()
+        self._max_in_flight = self._settings.max_in_flight
         if self._settings.max_in_flight < 1 or self._settings.max_pending < 0:
             raise ValueError("max_in_flight must be at least 1 and max_pending at least 0")
         self._endpoints: dict[str, _Slots] = {}
@@ -555,8 +556,10 @@ class PendingLimiter:
 
     def admit(self, address: str, ticket: int) -> Admission:
         """Ask to send request ``ticket`` to ``address``."""
-        slots = self._endpoints.setdefault(address, _Slots())
-        if slots.in_flight < self._settings.max_in_flight:
+        slots = self._endpoints.get(address)
+        if slots is None:
+            slots = self._endpoints[address] = _Slots()
+        if slots.in_flight < self._max_in_flight:
             slots.in_flight += 1
             return Admission.SEND
         if slots.queue is None:

@@ -93,6 +93,22 @@ class HttptoolsRequestParser:
             queued += len(event.data) if type(event) is Data else _EVENT_OVERHEAD
         return queued + len(self._tunnel)
 
+    @property
+    def at_rest(self) -> bool:
+        return not (
+            self._in_message
+            or self._queue
+            or self._tunnel
+            or self._error
+            or self._upgraded
+            or self._cycle_done
+            or self._eof
+        )
+
+    def hold(self) -> None:
+        if self.at_rest:
+            self._cycle_done = True
+
     # --- llhttp callbacks ---
 
     def on_message_begin(self) -> None:

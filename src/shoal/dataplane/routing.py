@@ -210,20 +210,25 @@ class Router:
 
     def route(self, path: str, exclude: Collection[str] = ()) -> Route:
         """Route a request for ``path``, avoiding the endpoint addresses in ``exclude``."""
+        key = shard_key(self._table.pattern, path)
+        name, endpoint = self.choose(key, exclude)
+        return Route(key, name, endpoint)
+
+    def choose(self, key: str, exclude: Collection[str] = ()) -> tuple[str, Endpoint | None]:
+        """:meth:`route` for a key already found, without the :class:`Route` (the proxy's hot
+        path): the shard's name and the endpoint chosen in it, counted the same way."""
         table = self._table
-        key = table.key_of(path)
         name = table.hasher.lookup(key)
-        shard = table.shards[name]
         picker = self._pickers.get(name)
         if picker is None:
             picker = self._pickers[name] = make_picker(self._policy, self._rng)
-        endpoint = picker.pick(shard.endpoints, key, exclude)
+        endpoint = picker.pick(table.shards[name].endpoints, key, exclude)
         counters = self._counters[name]
         if endpoint is None:
             counters.unavailable += 1
         else:
             counters.routed += 1
-        return Route(key, name, endpoint)
+        return name, endpoint
 
     def record_failure(self, route: Route) -> None:
         """Count a routed request that failed (the driver decides what failed means)."""

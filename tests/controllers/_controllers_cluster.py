@@ -39,6 +39,13 @@ async def make_ready(client: HTTPClient, pod: dict[str, Any], ready: bool = True
             }
         ],
     }
+    # The pod in hand may be stale (a controller adopted or labelled it since it was listed):
+    # on a conflict, read it again and retry, as the node does.
+    for _ in range(20):
+        try:
+            return await client.update_status(POD, {**pod, "status": status})
+        except APIConflict:
+            pod = await client.get(POD, pod["metadata"]["name"])
     return await client.update_status(POD, {**pod, "status": status})
 
 

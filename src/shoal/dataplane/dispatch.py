@@ -45,7 +45,7 @@ import random
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Final, Protocol, cast
+from typing import Final, Protocol
 
 from shoal.dataplane.balancing import BalancingSettings, Endpoint, Picker, make_picker
 from shoal.dataplane.config import BackendConfig, RouteConfig, split_address
@@ -316,6 +316,7 @@ class RouteState:
             admission = old.admission
         else:
             admission = _Admission(PendingLimiter(config.pending))
+        admission.limiter.forget(endpoints.keys())
 
         stats: dict[str, dict[str, EndpointStats]] = {}
         old_stats = old.stats if old is not None else {}
@@ -707,14 +708,16 @@ class ListenerDispatcher(Dispatcher):
                 return route.begin(request, peer)
         return None
 
+    # The picks are this dispatcher's own RequestPicks; annotated, not cast (cast is a call).
+
     def failed(self, pick: Pick, failure: Failure, replayable: bool) -> bool:
-        picked = cast(RequestPick, pick)
+        picked: RequestPick = pick  # type: ignore[assignment]
         return picked.route.failed(picked, failure, replayable)
 
     def response(self, pick: Pick, status: int) -> bool:
-        picked = cast(RequestPick, pick)
+        picked: RequestPick = pick  # type: ignore[assignment]
         return picked.route.response(picked, status)
 
     def end(self, pick: Pick, status: int) -> None:
-        picked = cast(RequestPick, pick)
+        picked: RequestPick = pick  # type: ignore[assignment]
         picked.route.end(picked, status)

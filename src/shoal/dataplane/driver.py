@@ -507,8 +507,7 @@ class _ClientProtocol(asyncio.Protocol):
                 if scanned is not None:
                     request, end = scanned
                     self._hold = True
-                    self._phase_since = now
-                    self._start(request, data, end)
+                    self._start(request, data, end, now)
                     return
             # The head timer is armed only if the head is still incomplete after this read.
             self._phase = _HEAD
@@ -629,10 +628,12 @@ class _ClientProtocol(asyncio.Protocol):
         elif self._upstream is not None:
             self._upstream.write(data)
 
-    def _start(self, request: Request, data: bytes | None = None, end: int = 0) -> None:
+    def _start(
+        self, request: Request, data: bytes | None = None, end: int = 0, now: float = -1.0
+    ) -> None:
         """Begin an exchange for ``request``; with ``data``, the fast path took the whole request
         from it (head up to ``end``, then the whole body)."""
-        self._set_phase(_EXCHANGE, self._loop.time())
+        self._set_phase(_EXCHANGE, self._loop.time() if now < 0 else now)
         self._request = request
         self._status = 0
         self._request_done = self._response_started = self._response_done = False
@@ -693,11 +694,14 @@ class _ClientProtocol(asyncio.Protocol):
             return
         self._address = address = pick.address
         conn = self._pool.take(address)
-        if conn is not None:
-            self._attach(conn, reused=True)
-            conn.write(head)
-        else:
+        if conn is None:
             self._connect(address, head)
+            return
+        self._attach(conn, reused=True)
+        if conn.corked is None and conn.transport is not None:
+            conn.transport.write(head)  # conn.write, without the call
+        else:
+            conn.write(head)
 
     def _wait_for_slot(self, pick: Pick, pending: list[bytes]) -> None:
         """The endpoint is at its limit: hold what came so far until the dispatcher says go."""
@@ -973,7 +977,7 @@ class _ClientProtocol(asyncio.Protocol):
             conn.parser.continue_body(rest)
             return
         self._response_done = True
-        self._finish()
+        self._finish(parsed=False)
 
     def _on_response_end(self) -> None:
         self._response_done = True
@@ -999,16 +1003,43 @@ class _ClientProtocol(asyncio.Protocol):
             except Exception:
                 log.exception("dispatcher failed at the end of an exchange")
 
-    def _finish(self) -> None:
-        self._detach(reuse=self._upstream_keep)
-        self._end_pick(self._status)
+    def _finish(self, *, parsed: bool = True) -> None:
+        """The exchange is over: reuse or close the upstream connection, start the next cycle.
+
+        ``parsed`` is False when the response was taken whole (its parser was never fed)."""
+        if parsed:
+            self._detach(reuse=self._upstream_keep)
+        else:
+            conn = self._upstream
+            if conn is not None:  # _detach without the parser's calls
+                self._upstream = None
+                conn.owner = None
+                if self._paused:
+                    self.resume_reading("upstream-full")
+                if self._upstream_keep and not conn.closed:
+                    if self._write_paused and conn.transport is not None:
+                        conn.transport.resume_reading()
+                    self._pool.release(conn)
+                else:
+                    conn.close()
+        pick = self._pick
+        if pick is not None:
+            self._pick = None
+            try:
+                self._dispatcher.end(pick, self._status)
+            except Exception:
+                log.exception("dispatcher failed at the end of an exchange")
         self._request = None
         self._up_framer = self._down_framer = None
         if not self._keep_alive or self._server.draining:
             self._close()
             return
         now = self._loop.time()
-        self._set_phase(_IDLE, now)
+        self._phase = _IDLE  # _set_phase, inlined
+        self._phase_since = now
+        deadline = now + self._timeouts[_IDLE]
+        if self._timer is None or deadline < self._timer_at:
+            self._arm(deadline)
         if self._paused:
             self.resume_reading("pipeline")
         if self._hold:

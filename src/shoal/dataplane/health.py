@@ -39,7 +39,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Final
@@ -576,10 +576,15 @@ class PendingLimiter:
             raise RuntimeError(f"finish({address!r}) without a request in flight")
         if slots.queue:
             return slots.queue.popleft()  # the slot passes straight to the oldest waiter
-        slots.in_flight -= 1
-        if slots.in_flight == 0:
-            del self._endpoints[address]
+        slots.in_flight -= 1  # the entry stays (no churn per request); forget() drops idle ones
         return None
+
+    def forget(self, keep: Collection[str]) -> None:
+        """Drop the idle entries of addresses not in ``keep`` (endpoints that left)."""
+        for address in [a for a, s in self._endpoints.items() if a not in keep]:
+            slots = self._endpoints[address]
+            if not slots.in_flight and not slots.queue:
+                del self._endpoints[address]
 
     def cancel(self, address: str, ticket: int) -> bool:
         """Take a queued ticket out (its client left or it timed out); False if not queued."""

@@ -13,6 +13,10 @@ port, answering every request with a small fixed body. In front of it, one at a 
 * ``shoal``: ``python -m shoal.dataplane.standalone`` (the code behind ``shoal proxy``), one process,
   uvloop and httptools, round robin over the one backend (X-Forwarded-For/-Proto on);
 * ``shoal-pure``: the same with the pure-Python request parser and the stock asyncio loop.
+* ``shoal-rr4`` and ``shoal-shard4`` (the cost of shard routing): shoal round robin over four
+  backend ports of the same nginx, and shoal with ``--shard-regexp '/users/([^/]+)'`` making the
+  four ports four shards (Maglev). Both get the same requests, ``/users/<n>/profile`` with ``n``
+  drawn from 100,000 keys (a wrk Lua script), so the only difference is routing by regexp and hash.
 
 Saturation: ``wrk -t1 -c50 -d10s --latency`` against each, the targets interleaved round by
 round (so a burst of other work on the box hits all of them alike), 3 rounds; medians of req/s,
@@ -54,7 +58,15 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 BODY = "hello from the backend"
 PEERS = ("nginx", "haproxy")
-TARGETS = ("direct", "nginx", "haproxy", "shoal", "shoal-pure")
+TARGETS = ("direct", "nginx", "haproxy", "shoal", "shoal-pure", "shoal-rr4", "shoal-shard4")
+SHARD_TARGETS = ("shoal-rr4", "shoal-shard4")
+"""Targets driven with the /users/<n>/profile paths (compared with each other, not the peers)."""
+USERS_SCRIPT = """
+math.randomseed(42)
+request = function()
+    return wrk.format(nil, "/users/" .. math.random(1, 100000) .. "/profile")
+end
+"""
 
 
 def free_port() -> int:
@@ -105,6 +117,9 @@ http {{
 BACKEND = """
     server {{
         listen 127.0.0.1:{port} backlog=4096;
+        listen 127.0.0.1:{port2} backlog=4096;
+        listen 127.0.0.1:{port3} backlog=4096;
+        listen 127.0.0.1:{port4} backlog=4096;
         location / {{ default_type text/plain; return 200 "{text}"; }}
     }}
 """
@@ -188,12 +203,20 @@ class Bench:
         conf.write_text(HAPROXY.format(port=port, backend=backend))
         return self.start(["haproxy", "-db", "-f", str(conf)], port)
 
-    def shoal(self, backend: int, *, loop: str, parser: str) -> Running:
+    def shoal(
+        self,
+        backends: list[int],
+        *,
+        loop: str = "uvloop",
+        parser: str = "httptools",
+        extra: tuple[str, ...] = (),
+    ) -> Running:
         port = free_port()
         env = dict(os.environ, PYTHONPATH=str(ROOT / "src"))
-        args = [sys.executable, "-m", "shoal.dataplane.standalone", "--listen"]
-        args += [f"127.0.0.1:{port}", "--backend", f"127.0.0.1:{backend}"]
-        args += ["--loop", loop, "--parser", parser]
+        args = [sys.executable, "-m", "shoal.dataplane.standalone", "--listen", f"127.0.0.1:{port}"]
+        for backend in backends:
+            args += ["--backend", f"127.0.0.1:{backend}"]
+        args += ["--loop", loop, "--parser", parser, *extra]
         return self.start(args, port, env=env)
 
     def stop_all(self) -> None:
@@ -229,10 +252,13 @@ class Sample:
     errors: int
 
 
-def wrk(port: int, seconds: int, pid: int | None) -> Sample:
+def wrk(port: int, seconds: int, pid: int | None, script: str | None = None) -> Sample:
     before = cpu_seconds(pid) if pid else 0.0
+    command = ["wrk", "-t1", "-c50", f"-d{seconds}s", "--latency"]
+    if script is not None:
+        command += ["-s", script]
     out = subprocess.run(
-        ["wrk", "-t1", "-c50", f"-d{seconds}s", "--latency", f"http://127.0.0.1:{port}/"],
+        [*command, f"http://127.0.0.1:{port}/"],
         capture_output=True,
         text=True,
         timeout=seconds + 30,
@@ -375,20 +401,26 @@ def fmt_ratio(ours: float, best: float) -> str:
 
 
 @contextlib.contextmanager
-def running(tmp: Path) -> Iterator[tuple[Bench, dict[str, Running]]]:
+def running(tmp: Path, names: list[str]) -> Iterator[tuple[Bench, dict[str, Running]]]:
     bench = Bench(tmp)
     bench.vars["text"] = BODY
     previous = signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     try:
+        extra_ports = [free_port() for _ in range(3)]
+        bench.vars.update(port2=extra_ports[0], port3=extra_ports[1], port4=extra_ports[2])
         backend = bench.nginx("backend", BACKEND)
         bench.vars["backend"] = backend.port
-        targets = {
-            "direct": backend,
-            "nginx": bench.nginx("proxy", NGINX_PROXY),
-            "haproxy": bench.haproxy(backend.port),
-            "shoal": bench.shoal(backend.port, loop="uvloop", parser="httptools"),
-            "shoal-pure": bench.shoal(backend.port, loop="asyncio", parser="python"),
+        four = [backend.port, *extra_ports]
+        starters = {
+            "direct": lambda: backend,
+            "nginx": lambda: bench.nginx("proxy", NGINX_PROXY),
+            "haproxy": lambda: bench.haproxy(backend.port),
+            "shoal": lambda: bench.shoal([backend.port]),
+            "shoal-pure": lambda: bench.shoal([backend.port], loop="asyncio", parser="python"),
+            "shoal-rr4": lambda: bench.shoal(four),
+            "shoal-shard4": lambda: bench.shoal(four, extra=("--shard-regexp", "/users/([^/]+)")),
         }
+        targets = {name: start() for name, start in starters.items() if name in names}
         yield bench, targets
     finally:
         bench.stop_all()
@@ -424,14 +456,20 @@ def main() -> int:
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="shoal-bench-proxy-") as tmpdir:
         try:
-            with running(Path(tmpdir)) as (_, targets):
+            script = Path(tmpdir) / "users.lua"
+            script.write_text(USERS_SCRIPT)
+
+            def script_for(name: str) -> str | None:
+                return str(script) if name in SHARD_TARGETS else None
+
+            with running(Path(tmpdir), names) as (_, targets):
                 for name in names:  # warm up: connections, pools, caches
-                    wrk(targets[name].port, 1, None)
+                    wrk(targets[name].port, 1, None, script_for(name))
                 for round_ in range(options.rounds):
                     for name in names:
                         target = targets[name]
                         pid = target.proc.pid
-                        sample = wrk(target.port, seconds, pid)
+                        sample = wrk(target.port, seconds, pid, script_for(name))
                         results[name].append(sample)
                         print(
                             f"round {round_ + 1} {name:>10}: {sample.rps:9.0f} req/s "
@@ -442,6 +480,8 @@ def main() -> int:
                         )
                     if options.open_loop and round_ < open_rounds:
                         for name in names:
+                            if name in SHARD_TARGETS:
+                                continue
                             target = targets[name]
                             o = open_loop(target.port, options.rate, open_seconds, target.proc.pid)
                             opens[name].append(o)
@@ -490,13 +530,32 @@ def report(
     print("| target | req/s | p50 ms | p99 ms | CPU µs/req | errors | req/s ratio | p99 ratio |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|")
     for n in names:
+        if n in SHARD_TARGETS:
+            continue
         rps, p50, p99, cpu, errors = med[n]
         r_rps = fmt_ratio(rps, med[best][0]) if best and n != "direct" else ""
         r_p99 = fmt_ratio(p99, med[best][2]) if best and n != "direct" else ""
         print(
             f"| {n} | {rps:,.0f} | {p50:.3f} | {p99:.3f} | {cpu:.1f} | {errors} | {r_rps} | {r_p99} |"
         )
-    if not options.open_loop:
+    if all(n in med for n in SHARD_TARGETS):
+        print(
+            "\nShard routing, /users/<n>/profile over 4 backend ports (medians); ratios to "
+            "round robin (shoal-rr4):\n"
+        )
+        print(
+            "| target | req/s | p50 ms | p99 ms | CPU µs/req | errors | req/s ratio | CPU ratio |"
+        )
+        print("|---|---:|---:|---:|---:|---:|---:|---:|")
+        base = med["shoal-rr4"]
+        for n in SHARD_TARGETS:
+            rps, p50, p99, cpu, errors = med[n]
+            print(
+                f"| {n} | {rps:,.0f} | {p50:.3f} | {p99:.3f} | {cpu:.1f} | {errors} | "
+                f"{fmt_ratio(rps, base[0])} | {fmt_ratio(cpu, base[3])} |"
+            )
+    names = [n for n in names if n not in SHARD_TARGETS]
+    if not options.open_loop or not names:
         return
     omed = {
         n: (

@@ -12,6 +12,14 @@ task is spawned only to open a new one). Body pieces go upstream as they arrive;
 :class:`~shoal.dataplane.http1.ResponseParser` events come back the same way, re-framed by
 :func:`shoal.dataplane.proxy.client_response`. Nothing is buffered whole.
 
+**The fast path.** When a connection is idle and its parser at rest, a read is first offered to
+:func:`shoal.dataplane.fastpath.scan_request`: a whole common request (see that module) is taken
+without the parser, and the received head, with the forwarding fields spliced in, goes upstream.
+Likewise the first read of a response goes to :func:`~shoal.dataplane.fastpath.scan_response`.
+Either leaves the exchange in the state the event path would have reached, so everything after
+it (the rest of a body, retries, timeouts, pipelined bytes, which the parser then holds) is the
+event path's; anything the scanners refuse goes through the parsers as before.
+
 **Exchange cycle.** A client connection handles one request at a time; the parser holds
 pipelined requests back until the current response has ended (``next_cycle``), so responses go
 out in order. When both the request and the response have ended the upstream connection goes

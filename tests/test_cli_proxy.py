@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import os
@@ -364,8 +365,10 @@ def test_workers_share_the_config_ports_and_all_reload_on_sighup(
     config = tmp_path / "proxy.yaml"
     config.write_text(_config(port, admin, f'- address: "{backends[0]}"'))
     command = ["shoal", "proxy", "--config", str(config), "--workers", "2", "--loop", "asyncio"]
+    # Its own session: if the test fails, killing the group takes the workers too (an orphaned
+    # worker would keep the output pipe open and hang the test on closing it).
     with subprocess.Popen(
-        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
     ) as process:
         try:
             assert process.stdout is not None
@@ -382,6 +385,6 @@ def test_workers_share_the_config_ports_and_all_reload_on_sighup(
             process.send_signal(signal.SIGTERM)
             assert process.wait(timeout=30) == 0
         finally:
-            if process.poll() is None:
-                process.kill()
-                process.wait(timeout=10)
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)  # workers included; a no-op after exit
+            process.wait(timeout=10)

@@ -180,6 +180,54 @@ async def test_pipelined_requests_are_answered_in_order(parser: str) -> None:
                 assert body.startswith(b"GET /p%d " % i)
 
 
+async def test_request_sent_while_the_previous_one_is_in_flight(parser: str) -> None:
+    """A request taken whole is in flight when the next one (and half of a third) arrives: they
+    wait in the parser and are answered in order, the third once its head is complete."""
+    first_seen = asyncio.Event()
+    release = asyncio.Event()
+
+    async def slow_first(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        served = 0
+        while True:
+            _, headers, raw = await read_head(reader)
+            await read_body(reader, headers)
+            if served == 0:
+                first_seen.set()
+                await asyncio.wait_for(release.wait(), WAIT)
+            served += 1
+            target = raw.split(b" ", 2)[1]
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(target), target))
+            await writer.drain()
+
+    async with Backend(slow_first) as backend, proxy_to(backend.address, parser) as proxy:
+        async with client(proxy) as (reader, writer):
+            writer.write(b"GET /one HTTP/1.1\r\nHost: app\r\n\r\n")
+            await asyncio.wait_for(first_seen.wait(), WAIT)
+            writer.write(b"GET /two HTTP/1.1\r\nHost: app\r\n\r\nGET /thr")
+            await writer.drain()
+            release.set()
+            answers = []
+            for _ in range(2):
+                _, headers, _ = await read_head(reader)
+                answers.append(await read_body(reader, headers))
+            writer.write(b"ee HTTP/1.1\r\nHost: app\r\n\r\n")
+            _, headers, _ = await read_head(reader)
+            answers.append(await read_body(reader, headers))
+            assert answers == [b"/one", b"/two", b"/three"]
+
+
+async def test_client_half_close_after_a_request_still_gets_its_answer(parser: str) -> None:
+    """The client sends one request and shuts its side: the answer comes, then the proxy closes."""
+    async with Backend(echo_handler) as backend, proxy_to(backend.address, parser) as proxy:
+        async with client(proxy) as (reader, writer):
+            writer.write(b"GET /last HTTP/1.1\r\nHost: app\r\n\r\n")
+            writer.write_eof()
+            start, headers, _ = await read_head(reader)
+            assert start == b"HTTP/1.1 200 OK"
+            assert (await read_body(reader, headers)).startswith(b"GET /last ")
+            assert await asyncio.wait_for(reader.read(), WAIT) == b""
+
+
 async def test_forwarding_headers_and_hop_by_hop_removal(parser: str) -> None:
     """X-Forwarded-For is appended, -Proto set, hop-by-hop fields (and those named) dropped."""
     async with Backend(echo_handler) as backend, proxy_to(backend.address, parser) as proxy:

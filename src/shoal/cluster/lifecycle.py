@@ -183,9 +183,17 @@ def start_in_background(
         delay = min(delay * 1.5, 0.2)
 
 
+def _reap_exited() -> None:
+    """Collect the exit status of clusters this process started that have ended (killed, say)."""
+    for pid, child in list(_STARTED.items()):
+        if child.poll() is not None:
+            del _STARTED[pid]
+
+
 def stop_cluster(data_dir: Path, *, timeout: float = 60.0) -> ClusterState | None:
     """Stop the cluster of ``data_dir`` (SIGTERM, then SIGKILL after ``timeout``); the state it
     had, or None when none was running."""
+    _reap_exited()
     state = read_state(data_dir)
     if state is None:
         return None

@@ -27,8 +27,7 @@ from shoal.components.sidecars.auth import (
     parse_rate,
     parse_tokens,
 )
-
-from .sidecar_http import App, request
+from tests.components.http_app import App, request
 
 
 def sha256_line(user: str, password: str) -> str:

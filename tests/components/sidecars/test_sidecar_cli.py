@@ -13,9 +13,9 @@ import pytest
 from click.testing import CliRunner
 
 from shoal.cli import main
+from tests.components.http_app import App, request
 
 from .sidecar_certs import authority, write_pair
-from .sidecar_http import App, request
 
 WAIT = 10.0
 

@@ -24,8 +24,7 @@ from shoal.components.sidecars.configsync import (
     payload,
 )
 from shoal.testing import api_server
-
-from .sidecar_http import App
+from tests.components.http_app import App
 
 WAIT = 10.0
 CONFIGMAPS = ResourceRef("v1", "ConfigMap", "default")

@@ -24,9 +24,9 @@ from shoal.components.sidecars.tls import (
     tls_sidecar,
 )
 from shoal.dataplane.driver import ProxyServer
+from tests.components.http_app import App, request
 
 from .sidecar_certs import Authority, authority, write_pair
-from .sidecar_http import App, request
 
 A = (1, 10, 100, 1000)
 B = (1, 11, 100, 2000)

@@ -35,7 +35,7 @@ async def test_split_process() -> None:
     import signal
     import sys
 
-    from .split_http import App, request
+    from tests.components.http_app import App, request
 
     async with App("primary") as primary, App("canary") as canary:
         process = await asyncio.create_subprocess_exec(

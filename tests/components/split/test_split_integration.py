@@ -11,8 +11,7 @@ from collections.abc import AsyncIterator
 
 from shoal.components.split import Mirror, SplitCounts, SplitSettings, split_ambassador
 from shoal.dataplane.driver import ProxyServer
-
-from .split_http import App, request
+from tests.components.http_app import App, request
 
 WAIT = 10.0
 

@@ -1,5 +1,4 @@
-"""A tiny HTTP/1.1 app for the split tests (a copy of tests/components/sidecars/sidecar_http.py:
-test directories have no packages to share a module through). It answers JSON describing each request.
+"""A tiny HTTP/1.1 app for the sidecar and split tests: it answers JSON describing each request.
 
 Every connection task is tracked and cancelled on close; ``delay`` makes it slow and
 ``fail`` makes it drop connections, for the isolation tests.

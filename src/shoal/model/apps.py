@@ -14,7 +14,7 @@ from typing import ClassVar, Literal
 from pydantic import Field
 
 from shoal.model._base import Check, ShoalModel, Time
-from shoal.model.core import PodTemplateSpec
+from shoal.model.core import PodTemplateSpec, workload_template_checks
 from shoal.model.meta import KindInfo, KubeObject, LabelSelector
 
 __all__ = ["ReplicaSet", "ReplicaSetCondition", "ReplicaSetSpec", "ReplicaSetStatus"]
@@ -30,18 +30,7 @@ class ReplicaSetSpec(ShoalModel):
     template: PodTemplateSpec
 
     def _checks(self) -> Iterator[Check]:
-        if self.selector.is_empty():
-            yield ("selector",), "Invalid value: empty selector is invalid for replicaset"
-        elif not self.selector.matches(self.template.metadata.labels):
-            yield (
-                ("template", "metadata", "labels"),
-                "Invalid value: `selector` does not match template `labels`",
-            )
-        if self.template.spec.restart_policy != "Always":
-            yield (
-                ("template", "spec", "restartPolicy"),
-                f'Unsupported value: "{self.template.spec.restart_policy}": supported values: "Always"',
-            )
+        yield from workload_template_checks(self.selector, self.template, "replicaset")
 
 
 class ReplicaSetCondition(ShoalModel):

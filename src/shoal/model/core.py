@@ -641,6 +641,25 @@ class Pod(KubeObject):
 # Deployments
 
 
+def workload_template_checks(
+    selector: LabelSelector, template: PodTemplateSpec, kind: str
+) -> Iterator[Check]:
+    """What Kubernetes checks of a workload's pods (Deployment, ReplicaSet): a non-empty selector
+    that matches the template's labels, and pods that always restart."""
+    if selector.is_empty():
+        yield ("selector",), f"Invalid value: empty selector is invalid for {kind}"
+    elif not selector.matches(template.metadata.labels):
+        yield (
+            ("template", "metadata", "labels"),
+            "Invalid value: `selector` does not match template `labels`",
+        )
+    if template.spec.restart_policy != "Always":
+        yield (
+            ("template", "spec", "restartPolicy"),
+            f'Unsupported value: "{template.spec.restart_policy}": supported values: "Always"',
+        )
+
+
 def _check_int_or_percent(value: int | str, path: tuple[str, ...]) -> Iterator[Check]:
     if isinstance(value, int):
         if value < 0:
@@ -697,18 +716,7 @@ class DeploymentSpec(ShoalModel):
     k8s_unsupported: ClassVar[frozenset[str]] = frozenset({"paused"})
 
     def _checks(self) -> Iterator[Check]:
-        if self.selector.is_empty():
-            yield ("selector",), "Invalid value: empty selector is invalid for deployment"
-        elif not self.selector.matches(self.template.metadata.labels):
-            yield (
-                ("template", "metadata", "labels"),
-                "Invalid value: `selector` does not match template `labels`",
-            )
-        if self.template.spec.restart_policy != "Always":
-            yield (
-                ("template", "spec", "restartPolicy"),
-                f'Unsupported value: "{self.template.spec.restart_policy}": supported values: "Always"',
-            )
+        yield from workload_template_checks(self.selector, self.template, "deployment")
         if self.progress_deadline_seconds <= self.min_ready_seconds:
             yield ("progressDeadlineSeconds",), "must be greater than minReadySeconds"
 

@@ -129,16 +129,13 @@ class ServiceProxy:
         await self.proxy.start()
         try:
             async with asyncio.TaskGroup() as group:
-                informers = [
-                    group.create_task(self.services.run()),
-                    group.create_task(self.slices.run()),
-                ]
+                group.create_task(self.services.run())
+                group.create_task(self.slices.run())
                 syncer = group.create_task(self._sync_loop())
                 await self._stop.wait()
                 syncer.cancel()
                 self.services.stop()
                 self.slices.stop()
-                del informers
         finally:
             await self.tcp.shutdown()
             await self.proxy.shutdown(self.settings.drain_deadline)

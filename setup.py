@@ -1,7 +1,8 @@
 """
 Build of shoal's optional compiled speed-ups (everything else is in pyproject.toml).
 
-Each entry of ``NATIVE_MODULES`` is a Cython module beside the pure-Python code it speeds up; the
+Every ``src/shoal/**/*.pyx`` is a Cython module beside the pure-Python code it speeds up (a
+``.pyx`` may also ``include`` a ``.py`` file to compile that same source as a second module); the
 pure-Python path stays complete and tested, so a machine without a C compiler still installs and
 runs shoal (slower). Set ``SHOAL_REQUIRE_NATIVE=1`` to make a failed build an error (CI does, so
 the compiled paths are always built and tested there), and ``SHOAL_NATIVE_ONLY=a.b,c.d`` to build
@@ -13,13 +14,21 @@ from __future__ import annotations
 
 import os
 import sys
+from pathlib import Path
 
 from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
 
-NATIVE_MODULES: list[tuple[str, str]] = [
-    # (module name, source path relative to this file); one line per module.
-]
+SRC = Path(__file__).resolve().parent / "src"
+
+
+def native_modules() -> list[tuple[str, str]]:
+    """(module name, source path relative to this file) of every .pyx under src/."""
+    found = []
+    for pyx in sorted(SRC.rglob("*.pyx")):
+        relative = pyx.relative_to(SRC).with_suffix("")
+        found.append((".".join(relative.parts), str(pyx.relative_to(SRC.parent))))
+    return found
 
 
 class OptionalBuildExt(build_ext):
@@ -50,7 +59,7 @@ class OptionalBuildExt(build_ext):
 
 def _extensions() -> list[Extension]:
     only = {name for name in os.environ.get("SHOAL_NATIVE_ONLY", "").split(",") if name}
-    chosen = [(name, src) for name, src in NATIVE_MODULES if not only or name in only]
+    chosen = [(name, src) for name, src in native_modules() if not only or name in only]
     if not chosen:
         return []
     from Cython.Build import cythonize

@@ -24,7 +24,7 @@ from rich.table import Table
 
 from shoal.apiserver.security import default_data_dir
 from shoal.apiserver.server import DEFAULT_PORT, AddressInUseError
-from shoal.cli.objects import CommandError, _parse_duration, apply_manifests, load_manifests
+from shoal.cli.objects import CommandError, apply_manifests, load_manifests, parse_duration
 from shoal.client.http import APIError, APIRetryableError, HTTPClient, NotFoundError
 from shoal.client.kubeconfig import KubeConfigError, load_kubeconfig
 from shoal.client.protocol import ResourceRef
@@ -260,7 +260,7 @@ def up_command(
     directory = _data_dir(data_dir)
     console = Console()
     try:
-        seconds = _parse_duration(timeout)
+        seconds = parse_duration(timeout)
     except CommandError as error:
         raise click.BadParameter(str(error), param_hint="--timeout") from None
     shown = False
@@ -315,7 +315,7 @@ def down_command(data_dir: Path | None, timeout: str) -> None:
     """
     directory = _data_dir(data_dir)
     try:
-        seconds = _parse_duration(timeout)
+        seconds = parse_duration(timeout)
     except CommandError as error:
         raise click.BadParameter(str(error), param_hint="--timeout") from None
     state = stop_cluster(directory, timeout=seconds)

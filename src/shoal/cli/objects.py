@@ -135,7 +135,7 @@ def _namespace(
     return client.namespace
 
 
-def _parse_duration(text: str) -> float:
+def parse_duration(text: str) -> float:
     """A Go duration (``30s``, ``1m30s``, ``500ms``, ``2h``) or plain seconds, in seconds."""
     units = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
     if re.fullmatch(r"\d+(\.\d+)?", text):
@@ -809,7 +809,7 @@ def delete_command(
     namespace: str | None,
 ) -> None:
     """Delete objects: KIND NAME..., KIND/NAME, KIND -l SELECTOR, or -f PATH."""
-    seconds = _parse_duration(timeout)
+    seconds = parse_duration(timeout)
     if kind and "/" in kind and not names:
         kind, _, single = kind.partition("/")
         names = (single,)
@@ -913,7 +913,7 @@ def wait_command(
 
     Prints `kind.group/name condition met` for each, as kubectl does; exits 1 on timeout.
     """
-    seconds = _parse_duration(timeout)
+    seconds = parse_duration(timeout)
     if for_ == "delete":
         condition, value = "", ""
     elif for_.startswith("condition="):

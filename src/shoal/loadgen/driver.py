@@ -18,6 +18,13 @@ request is one ``transport.write`` of bytes encoded once per path; with httptool
 ``on_message_complete`` and that reports to the engine with the time the bytes were read. Connects
 run as tasks of one TaskGroup.
 
+Two engines run the same plan: this module's (the pure-Python :class:`Engine` on an asyncio
+loop, the reference and the fallback) and the compiled one (:mod:`shoal.loadgen._engine`, an
+``epoll`` loop in C that runs with the GIL released, in slices of up to ``progress_interval``
+between which this driver reads progress and checks ``stop``). :func:`choose_engine` picks the
+compiled one when it is built, unless told otherwise (``LoadSettings.engine``, the ``engine``
+argument, or ``SHOAL_LOADGEN_ENGINE=python``).
+
 Several processes: :func:`run_workers` starts ``W`` copies of ``python -m shoal.loadgen.worker``,
 hands each the plan, its index and a common start time (on the shared monotonic clock), and
 merges the stats they print. Worker ``i`` sends requests ``i, i+W, ...`` of the one schedule.
@@ -43,11 +50,59 @@ from shoal.loadgen.http import ResponseError, ResponseParser, httptools_availabl
 from shoal.loadgen.plan import LoadPlan, PlanError
 from shoal.loadgen.stats import RunStats
 
-__all__ = ["Progress", "choose_parser", "loop_factory", "run", "run_load", "run_workers"]
+__all__ = [
+    "ENGINE_ENV",
+    "Progress",
+    "choose_engine",
+    "choose_parser",
+    "loop_factory",
+    "native_available",
+    "run",
+    "run_load",
+    "run_workers",
+]
 
 T = TypeVar("T")
 Progress = Callable[[RunStats, float], None]
 """Called with the stats so far and the time now (on the monotonic clock)."""
+
+
+ENGINE_ENV = "SHOAL_LOADGEN_ENGINE"
+"""The environment variable that picks the engine when nothing else does: native or python."""
+_ENGINES = ("auto", "native", "python")
+
+
+def native_available() -> bool:
+    """The compiled engine is built and this is Linux (epoll, timerfd)."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        import shoal.loadgen._engine  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def choose_engine(plan: LoadPlan, engine: str | None = None, parser: str = "auto") -> str:
+    """``native`` or ``python``: the first of ``engine``, the plan's ``settings.engine`` and
+    ``$SHOAL_LOADGEN_ENGINE`` that is not ``auto``; when all are, native if it is built and no
+    parser was named (``pure`` and ``httptools`` are the Python engine's)."""
+    for name, where in (
+        (engine, "engine"),
+        (plan.settings.engine, "settings.engine"),
+        (os.environ.get(ENGINE_ENV) or None, ENGINE_ENV),
+    ):
+        if name is None or name == "auto":
+            continue
+        if name not in _ENGINES:
+            raise PlanError(f"{where}: unknown engine {name!r}: auto, native or python")
+        if name == "native" and not native_available():
+            raise PlanError(
+                "the compiled load engine is not built (needs Linux, a C compiler and Cython: "
+                "python setup.py build_ext --inplace); use the python engine"
+            )
+        return name
+    return "native" if parser == "auto" and native_available() else "python"
 
 
 def choose_parser(plan: LoadPlan, name: str = "auto") -> str:
@@ -325,12 +380,24 @@ async def run_load(
     stop: asyncio.Event | None = None,
     on_progress: Progress | None = None,
     parser: str = "auto",
+    engine: str | None = None,
 ) -> RunStats:
     """Run this worker's share of ``plan`` against its target; the stats when every request has
     completed, failed or been dropped, or when ``stop`` is set (then what was measured so far).
 
     ``start``: the schedule's zero on ``time.monotonic()`` (now when None). The stats' ``cpu`` is
-    this process's CPU time from the call to the end of the run."""
+    this process's CPU time from the call to the end of the run. ``engine``: see
+    :func:`choose_engine` (``parser`` applies to the Python engine)."""
+    if parser not in ("auto", "pure", "httptools"):
+        raise PlanError(f"unknown parser {parser!r}: auto, pure or httptools")
+    if choose_engine(plan, engine, parser) == "native":
+        address = await _resolve(plan)
+        if address is not None:
+            return await _run_native(
+                plan, address, worker=worker, workers=workers, start=start, stop=stop,
+                on_progress=on_progress,
+            )  # fmt: skip
+        # A name that does not resolve: the Python engine counts every request's failed connect.
     kind = choose_parser(plan, parser)
     settings = plan.settings
     loop = asyncio.get_running_loop()
@@ -340,12 +407,12 @@ async def run_load(
     done: asyncio.Future[None] = loop.create_future()
     try:
         async with asyncio.TaskGroup() as group:
-            engine: Engine
+            core: Engine
 
             def protocol(slot: Slot) -> asyncio.Protocol:
                 if kind == "httptools":
-                    return _LlhttpClient(engine, slot)
-                return _Client(engine, slot, make_parser(kind))
+                    return _LlhttpClient(core, slot)
+                return _Client(core, slot, make_parser(kind))
 
             async def connect(slot: Slot) -> None:
                 try:
@@ -354,15 +421,15 @@ async def run_load(
                             lambda: protocol(slot), plan.target.host, plan.target.port
                         )
                 except TimeoutError:
-                    engine.connect_failed(slot, time.monotonic(), "timeout")
+                    core.connect_failed(slot, time.monotonic(), "timeout")
                     return
                 except OSError:
-                    engine.connect_failed(slot, time.monotonic(), "connect")
+                    core.connect_failed(slot, time.monotonic(), "connect")
                     return
                 if slot.state != "connecting":  # lost or stopped before we heard it was made
                     transport.close()
                     return
-                engine.connected(slot, client, time.monotonic())  # type: ignore[arg-type]
+                core.connected(slot, client, time.monotonic())  # type: ignore[arg-type]
 
             opening: list[asyncio.Task[None]] = []
             warming = True
@@ -372,14 +439,14 @@ async def run_load(
                 if warming:
                     opening.append(task)
 
-            engine = Engine(
+            core = Engine(
                 plan, start=begin, open_connection=open_connection, worker=worker, workers=workers
             )
             # Connect first (as wrk does): at 50k req/s the connects of a cold start would
             # otherwise put the first thousands of requests behind, late, for good. As many as
             # the peak rate keeps busy at 1 ms a request (at least one; more open on demand).
             peak = max(max(s.start_rate, s.end_rate) for s in plan.schedule.segments)
-            engine.preconnect(max(1, math.ceil(peak / workers / 1000)))
+            core.preconnect(max(1, math.ceil(peak / workers / 1000)))
             deadline = time.monotonic() + settings.timeout if start is None else start
             while (
                 any(not task.done() for task in opening)
@@ -390,19 +457,101 @@ async def run_load(
             warming = False
             opening.clear()
             if start is None:
-                engine.begin_at(time.monotonic())
-            ticker = _Ticker(loop, engine, done, stop, on_progress, workers)
+                core.begin_at(time.monotonic())
+            ticker = _Ticker(loop, core, done, stop, on_progress, workers)
             try:
-                ticker.arm(engine.start)
+                ticker.arm(core.start)
                 await done
             finally:
                 ticker.close()
-                engine.stop(time.monotonic())
+                core.stop(time.monotonic())
         await asyncio.sleep(0)  # let closed transports report connection_lost
     finally:
         _quiet_gc(False)
-    engine.recorder.cpu = time.process_time() - cpu
-    return engine.stats
+    core.recorder.cpu = time.process_time() - cpu
+    return core.stats
+
+
+async def _resolve(plan: LoadPlan) -> tuple[str, int] | None:
+    """The target's first address (numeric host, port), or None when it does not resolve."""
+    loop = asyncio.get_running_loop()
+    try:
+        infos = await loop.getaddrinfo(plan.target.host, plan.target.port, type=socket.SOCK_STREAM)
+    except OSError:
+        return None
+    for family, _, _, _, sockaddr in infos:
+        if family in (socket.AF_INET, socket.AF_INET6):
+            return str(sockaddr[0]), int(sockaddr[1])
+    return None
+
+
+async def _run_native(
+    plan: LoadPlan,
+    address: tuple[str, int],
+    *,
+    worker: int,
+    workers: int,
+    start: float | None,
+    stop: asyncio.Event | None,
+    on_progress: Progress | None,
+) -> RunStats:
+    """:func:`run_load` on the compiled engine: its loop runs in a thread, in slices that end at
+    each progress instant (or at once when ``stop`` is set: the engine is interrupted)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from shoal.loadgen._engine import DONE, NativeEngine
+
+    settings = plan.settings
+    loop = asyncio.get_running_loop()
+    cpu = time.process_time()
+    begin = time.monotonic() if start is None else start
+    core = NativeEngine(plan, start=begin, worker=worker, workers=workers, address=address)
+    executor = ThreadPoolExecutor(1, thread_name_prefix="shoal-load")
+
+    async def in_thread(call: Callable[[float], T], until: float) -> T:
+        future = loop.run_in_executor(executor, call, until)
+        try:
+            return await asyncio.shield(future)
+        except asyncio.CancelledError:
+            core.interrupt()  # the thread must be out of the engine before it goes
+            await asyncio.wait({future})
+            raise
+
+    async def interrupt_on(event: asyncio.Event) -> None:
+        await event.wait()
+        core.interrupt()
+
+    try:
+        async with asyncio.TaskGroup() as group:
+            watcher = group.create_task(interrupt_on(stop)) if stop is not None else None
+            try:
+                # Connect first, as the Python driver does (see run_load).
+                peak = max(max(s.start_rate, s.end_rate) for s in plan.schedule.segments)
+                core.preconnect(max(1, math.ceil(peak / workers / 1000)))
+                deadline = time.monotonic() + settings.timeout if start is None else start
+                await in_thread(core.warm, deadline)
+                if start is None:
+                    core.begin_at(time.monotonic())
+                core.arm(core.start)
+                interval = settings.progress_interval
+                next_progress = time.monotonic() + interval
+                while not (stop is not None and stop.is_set()):
+                    if await in_thread(core.run_slice, next_progress) == DONE:
+                        break
+                    now = time.monotonic()
+                    if now >= next_progress:
+                        if on_progress is not None:
+                            on_progress(core.stats, now)
+                        next_progress = now + interval
+            finally:
+                core.stop(time.monotonic())
+                if watcher is not None:
+                    watcher.cancel()
+    finally:
+        executor.shutdown(wait=True)
+    core.cpu = time.process_time() - cpu
+    stats: RunStats = core.stats
+    return stats
 
 
 _gc_state: list[tuple[int, int, int]] = []
@@ -456,6 +605,7 @@ async def run_workers(
     stop: asyncio.Event | None = None,
     loop: str = "auto",
     parser: str = "auto",
+    engine: str | None = None,
     startup: float = 0.5,
     python: str = sys.executable,
 ) -> RunStats:
@@ -498,6 +648,7 @@ async def run_workers(
                 "start": begin,
                 "loop": loop,
                 "parser": parser,
+                "engine": engine,
             }
             process.stdin.write(json.dumps(order).encode() + b"\n")
             await process.stdin.drain()

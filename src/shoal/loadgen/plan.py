@@ -302,8 +302,13 @@ class LoadSettings:
     """Seconds per point of the time series (latency over time, rate achieved)."""
     progress_interval: float = 1.0
     """Seconds between progress callbacks."""
+    engine: str = "auto"
+    """``native`` (the compiled epoll loop), ``python`` (the asyncio driver), or ``auto``: the
+    ``SHOAL_LOADGEN_ENGINE`` environment variable if set, else native when it is built."""
 
     def __post_init__(self) -> None:
+        if self.engine not in ("auto", "native", "python"):
+            raise PlanError(f"unknown engine {self.engine!r}: auto, native or python")
         if self.connections < 1:
             raise PlanError(f"connections must be >= 1, got {self.connections}")
         for name in ("timeout", "drop_after", "window", "progress_interval"):

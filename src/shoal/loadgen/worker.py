@@ -27,6 +27,7 @@ async def _main(order: dict[str, Any]) -> dict[str, Any]:
         start=float(order["start"]),
         stop=stop,
         parser=str(order.get("parser", "auto")),
+        engine=order.get("engine"),
     )
     return stats.to_dict()
 

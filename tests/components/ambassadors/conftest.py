@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from shoal.components.ambassadors.native import IMPLEMENTATIONS
+
 from .ambassador_servers import MemcachedServer, RedisServer
 
 
@@ -32,3 +34,14 @@ def memcached_servers(tmp_path: Path) -> Iterator[list[MemcachedServer]]:
     finally:
         for server in servers:
             server.stop()
+
+
+@pytest.fixture(params=[i for i in IMPLEMENTATIONS if i != "auto"])
+def implementation(request: pytest.FixtureRequest) -> str:
+    """Each behavioural test runs over the compiled driver and the pure-Python one.
+
+    ``compiled`` is never skipped: where it was not built (no C compiler) the test fails with
+    the build instructions, as the rules ask (CI builds it).
+    """
+    name: str = request.param
+    return name

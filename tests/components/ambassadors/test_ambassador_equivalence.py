@@ -15,7 +15,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from shoal.components.ambassadors import Ambassador, AmbassadorSettings
+from shoal.components.ambassadors import AmbassadorSettings
+from shoal.components.ambassadors.native import make_ambassador
 from shoal.components.ambassadors.servers import parse_server
 
 from .ambassador_servers import Client, RedisServer
@@ -64,7 +65,7 @@ def run(coroutine: object) -> None:
 )
 @given(st.lists(command, min_size=1, max_size=40))
 def test_pipelines_answer_like_one_redis(
-    cluster: tuple[list[RedisServer], RedisServer], commands: list[list[bytes]]
+    implementation: str, cluster: tuple[list[RedisServer], RedisServer], commands: list[list[bytes]]
 ) -> None:
     shards, single = cluster
 
@@ -73,7 +74,9 @@ def test_pipelines_answer_like_one_redis(
             server.call(b"*1\r\n$8\r\nFLUSHALL\r\n")
         specs = [parse_server(f"{s.address} s{i}") for i, s in enumerate(shards)]
         # Rendezvous: no table to build per example (placement is not what is compared here).
-        ambassador = Ambassador(specs, AmbassadorSettings(algorithm="rendezvous"))
+        ambassador = make_ambassador(
+            specs, AmbassadorSettings(algorithm="rendezvous", implementation=implementation)
+        )
         await ambassador.start("127.0.0.1", 0)
         clients: list[Client] = []
         try:

@@ -7,16 +7,23 @@ import contextlib
 from collections.abc import AsyncIterator
 
 from shoal.components.ambassadors import Ambassador, AmbassadorSettings, HealthSettings
+from shoal.components.ambassadors.native import make_ambassador
 from shoal.components.ambassadors.servers import parse_server
 
 from .ambassador_servers import Client, MemcachedServer
 
 
 @contextlib.asynccontextmanager
-async def running(servers: list[MemcachedServer], **overrides: object) -> AsyncIterator[Ambassador]:
-    settings = AmbassadorSettings(protocol="memcached", **overrides)  # type: ignore[arg-type]
+async def running(
+    implementation: str, servers: list[MemcachedServer], **overrides: object
+) -> AsyncIterator[Ambassador]:
+    settings = AmbassadorSettings(
+        protocol="memcached",
+        implementation=implementation,
+        **overrides,  # type: ignore[arg-type]
+    )
     specs = [parse_server(f"{s.address} mc-{i}") for i, s in enumerate(servers)]
-    ambassador = Ambassador(specs, settings)
+    ambassador = make_ambassador(specs, settings)
     await ambassador.start("127.0.0.1", 0)
     try:
         yield ambassador
@@ -30,8 +37,10 @@ async def exchange(client: Client, requests: list[tuple[bytes, bool]]) -> list[b
     return await client.replies(len(requests), memcached=[r for _, r in requests])
 
 
-async def test_storage_retrieval_and_placement(memcached_servers: list[MemcachedServer]) -> None:
-    async with running(memcached_servers) as ambassador:
+async def test_storage_retrieval_and_placement(
+    implementation: str, memcached_servers: list[MemcachedServer]
+) -> None:
+    async with running(implementation, memcached_servers) as ambassador:
         client = await Client.connect(ambassador.address)
         keys = [b"k%d" % i for i in range(60)]
         stored = await exchange(
@@ -95,8 +104,10 @@ async def test_storage_retrieval_and_placement(memcached_servers: list[Memcached
         await client.close()
 
 
-async def test_bad_input_gets_memcached_errors(memcached_servers: list[MemcachedServer]) -> None:
-    async with running(memcached_servers, max_value_bytes=100) as ambassador:
+async def test_bad_input_gets_memcached_errors(
+    implementation: str, memcached_servers: list[MemcachedServer]
+) -> None:
+    async with running(implementation, memcached_servers, max_value_bytes=100) as ambassador:
         client = await Client.connect(ambassador.address)
         other = await Client.connect(ambassador.address)
         replies = await exchange(
@@ -128,9 +139,11 @@ async def test_bad_input_gets_memcached_errors(memcached_servers: list[Memcached
         await other.close()
 
 
-async def test_lost_server_is_named_and_recovers(memcached_servers: list[MemcachedServer]) -> None:
+async def test_lost_server_is_named_and_recovers(
+    implementation: str, memcached_servers: list[MemcachedServer]
+) -> None:
     health = HealthSettings(failure_limit=1, retry_timeout=0.2)
-    async with running(memcached_servers, health=health) as ambassador:
+    async with running(implementation, memcached_servers, health=health) as ambassador:
         client = await Client.connect(ambassador.address)
         mine = next(b"k%d" % i for i in range(500) if ambassador.router.owner(b"k%d" % i) == "mc-0")
         other = next(

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 from collections.abc import AsyncIterator
 
 import pytest
 
 from shoal.components.ambassadors import Ambassador, AmbassadorSettings, HealthSettings
+from shoal.components.ambassadors.native import make_ambassador
 from shoal.components.ambassadors.resp import ReplyError, encode_command
 from shoal.components.ambassadors.servers import ServerSpec, parse_server
 
@@ -22,9 +24,10 @@ def specs(servers: list[RedisServer]) -> list[ServerSpec]:
 
 @contextlib.asynccontextmanager
 async def running(
-    servers: list[RedisServer], settings: AmbassadorSettings | None = None
+    implementation: str, servers: list[RedisServer], settings: AmbassadorSettings | None = None
 ) -> AsyncIterator[Ambassador]:
-    ambassador = Ambassador(specs(servers), settings or AmbassadorSettings())
+    chosen = dataclasses.replace(settings or AmbassadorSettings(), implementation=implementation)
+    ambassador = make_ambassador(specs(servers), chosen)
     await ambassador.start("127.0.0.1", 0)
     try:
         yield ambassador
@@ -32,8 +35,10 @@ async def running(
         await ambassador.shutdown(grace=1.0)
 
 
-async def test_keys_land_where_the_hash_says(redis_servers: list[RedisServer]) -> None:
-    async with running(redis_servers) as ambassador:
+async def test_keys_land_where_the_hash_says(
+    implementation: str, redis_servers: list[RedisServer]
+) -> None:
+    async with running(implementation, redis_servers) as ambassador:
         client = await Client.connect(ambassador.address)
         keys = [b"user:%d" % i for i in range(300)]
         replies = await client.redis(*([b"SET", k, k + b"-value"] for k in keys))
@@ -51,9 +56,10 @@ async def test_keys_land_where_the_hash_says(redis_servers: list[RedisServer]) -
 
 
 async def test_pipelined_replies_come_back_in_request_order(
+    implementation: str,
     redis_servers: list[RedisServer],
 ) -> None:
-    async with running(redis_servers) as ambassador:
+    async with running(implementation, redis_servers) as ambassador:
         clients = [await Client.connect(ambassador.address) for _ in range(4)]
 
         async def work(n: int, client: Client) -> None:
@@ -72,8 +78,10 @@ async def test_pipelined_replies_come_back_in_request_order(
             await client.close()
 
 
-async def test_multi_key_commands_are_split_and_merged(redis_servers: list[RedisServer]) -> None:
-    async with running(redis_servers) as ambassador:
+async def test_multi_key_commands_are_split_and_merged(
+    implementation: str, redis_servers: list[RedisServer]
+) -> None:
+    async with running(implementation, redis_servers) as ambassador:
         client = await Client.connect(ambassador.address)
         keys = [b"m%d" % i for i in range(30)]
         owners = {ambassador.router.owner(k) for k in keys}
@@ -108,10 +116,11 @@ async def test_multi_key_commands_are_split_and_merged(redis_servers: list[Redis
 
 
 async def test_refusals_and_bad_input_keep_connections_working(
+    implementation: str,
     redis_servers: list[RedisServer],
 ) -> None:
     settings = AmbassadorSettings(max_value_bytes=1000)
-    async with running(redis_servers, settings) as ambassador:
+    async with running(implementation, redis_servers, settings) as ambassador:
         client = await Client.connect(ambassador.address)
         other = await Client.connect(ambassador.address)
         replies = await client.redis(
@@ -145,11 +154,11 @@ async def test_refusals_and_bad_input_keep_connections_working(
 
 
 async def test_a_lost_server_is_reported_and_comes_back(
-    redis_servers: list[RedisServer], caplog: pytest.LogCaptureFixture
+    implementation: str, redis_servers: list[RedisServer], caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO, "shoal.ambassador")
     settings = AmbassadorSettings(health=HealthSettings(failure_limit=1, retry_timeout=0.2))
-    async with running(redis_servers, settings) as ambassador:
+    async with running(implementation, redis_servers, settings) as ambassador:
         client = await Client.connect(ambassador.address)
         lost = redis_servers[1]
         mine = next(
@@ -187,10 +196,13 @@ async def test_a_lost_server_is_reported_and_comes_back(
 
 
 async def test_auto_eject_moves_only_the_lost_servers_keys(
+    implementation: str,
     redis_servers: list[RedisServer],
 ) -> None:
     health = HealthSettings(failure_limit=1, retry_timeout=30, auto_eject=True)
-    async with running(redis_servers, AmbassadorSettings(health=health)) as ambassador:
+    async with running(
+        implementation, redis_servers, AmbassadorSettings(health=health)
+    ) as ambassador:
         client = await Client.connect(ambassador.address)
         keys = [b"e%d" % i for i in range(60)]
         await client.redis(*([b"SET", k, b"old"] for k in keys))
@@ -208,8 +220,10 @@ async def test_auto_eject_moves_only_the_lost_servers_keys(
         await client.close()
 
 
-async def test_key_distribution_is_even(redis_servers: list[RedisServer]) -> None:
-    async with running(redis_servers) as ambassador:
+async def test_key_distribution_is_even(
+    implementation: str, redis_servers: list[RedisServer]
+) -> None:
+    async with running(implementation, redis_servers) as ambassador:
         client = await Client.connect(ambassador.address)
         count = 30_000
         for start in range(0, count, 3000):
@@ -225,10 +239,13 @@ async def test_key_distribution_is_even(redis_servers: list[RedisServer]) -> Non
 
 
 async def test_idle_connections_closed_by_a_server_are_not_failures(
+    implementation: str,
     redis_servers: list[RedisServer],
 ) -> None:
     health = HealthSettings(failure_limit=1, retry_timeout=30)
-    async with running(redis_servers, AmbassadorSettings(health=health)) as ambassador:
+    async with running(
+        implementation, redis_servers, AmbassadorSettings(health=health)
+    ) as ambassador:
         client = await Client.connect(ambassador.address)
         keys = [b"i%d" % i for i in range(30)]
         assert await client.redis(*([b"SET", k, b"1"] for k in keys)) == [b"OK"] * 30

@@ -31,6 +31,7 @@ from typing import Any, Final, Literal
 from pydantic import Field
 
 from shoal.components.ambassadors import memcache, resp
+from shoal.components.ambassadors.native import IMPLEMENTATIONS
 from shoal.components.ambassadors.servers import (
     DEFAULT_HASH_TAG,
     HealthSettings,
@@ -90,6 +91,9 @@ class AmbassadorSettings:
     """Requests a client may have waiting for replies before the ambassador stops reading it."""
     backlog: int = 1024
     """Listen backlog."""
+    implementation: str = "auto"
+    """The hot path: ``compiled`` (Cython), ``python``, or ``auto`` (compiled when built, unless
+    ``SHOAL_PURE_PYTHON=1``); see :mod:`~shoal.components.ambassadors.native`."""
 
     def value_limit(self) -> int:
         return self.max_value_bytes or default_max_value_bytes(self.protocol)
@@ -129,6 +133,8 @@ def check_config(config: AmbassadorConfig) -> None:
         raise ValueError(f"hash must be one of {list(ALGORITHMS)}")
     if settings.hash_tag and len(settings.hash_tag) != 2:
         raise ValueError(f"a hash tag is two characters, like '{{}}', not {settings.hash_tag!r}")
+    if settings.implementation not in IMPLEMENTATIONS:
+        raise ValueError(f"implementation must be one of {list(IMPLEMENTATIONS)}")
     parse_listen(config.listen)
     if config.admin is not None:
         parse_listen(config.admin)

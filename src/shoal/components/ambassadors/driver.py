@@ -31,8 +31,6 @@ Back-pressure: a client with ``max_pending`` requests waiting, or whose socket i
 is not read until it catches up.
 """
 
-from __future__ import annotations
-
 import asyncio
 import contextlib
 import logging
@@ -52,6 +50,7 @@ from shoal.components.ambassadors.planning import (
     Split,
     merge,
 )
+from shoal.components.ambassadors.resp import scan_commands, split_replies
 from shoal.components.ambassadors.servers import (
     KeyRouter,
     ServerDown,
@@ -69,7 +68,7 @@ class _Slot:
 
     __slots__ = ("client", "reply")
 
-    def __init__(self, client: _Client, reply: bytes | None = None) -> None:
+    def __init__(self, client: "_Client", reply: bytes | None = None) -> None:
         self.client = client
         self.reply = reply
 
@@ -79,7 +78,7 @@ class _PartSlot(_Slot):
 
     __slots__ = ("gather", "index")
 
-    def __init__(self, client: _Client, gather: _Gather, index: int) -> None:
+    def __init__(self, client: "_Client", gather: "_Gather", index: int) -> None:
         self.client = client
         self.reply = None
         self.gather = gather
@@ -98,7 +97,7 @@ class _Gather:
         self.remaining = len(split.parts)
 
 
-def _fill(slot: _Slot, reply: bytes, dirty: list[_Client]) -> None:
+def _fill(slot: _Slot, reply: bytes, dirty: "list[_Client]") -> None:
     if type(slot) is _PartSlot:
         gather = slot.gather
         gather.replies[slot.index] = reply
@@ -117,7 +116,7 @@ def _fill(slot: _Slot, reply: bytes, dirty: list[_Client]) -> None:
 class _ServerConn(asyncio.Protocol):
     """One persistent connection to a server, with the FIFO of slots awaiting its replies."""
 
-    def __init__(self, backend: _Backend) -> None:
+    def __init__(self, backend: "_Backend") -> None:
         self.backend = backend
         self.ambassador = backend.ambassador
         self.clock: Callable[[], float] = time.monotonic  # the loop's clock once connected
@@ -188,7 +187,6 @@ class _ServerConn(asyncio.Protocol):
         pending = self.pending
         dirty: list[_Client] = []
         pos = 0
-        size = len(buf)
         try:
             if self.backend.memcached:
                 kinds = self.kinds
@@ -200,38 +198,25 @@ class _ServerConn(asyncio.Protocol):
                     _fill(pending.popleft(), buf[pos:end], dirty)
                     pos = end
             else:
+                replies: list[bytes] = []
+                bad: resp.ReplyError | None = None
+                try:
+                    pos = split_replies(buf, 0, len(pending), replies)
+                except resp.ReplyError as error:
+                    bad = error  # the replies before it are still answered
                 popleft = pending.popleft
-                while pending and pos < size:
-                    # The hot path, one pass per reply: bulk, simple and integer replies are
-                    # framed inline; arrays (and anything odd) go through reply_end.
-                    kind = buf[pos]
-                    if kind == 36:  # $
-                        eol = buf.find(b"\r\n", pos)
-                        if eol < 0:
-                            break
-                        length = int(buf[pos + 1 : eol])
-                        end = eol + 2 if length < 0 else eol + length + 4
-                        if end > size:
-                            break
-                    elif kind == 43 or kind == 58 or kind == 45:  # + : -
-                        eol = buf.find(b"\r\n", pos)
-                        if eol < 0:
-                            break
-                        end = eol + 2
-                    else:
-                        end = resp.reply_end(buf, pos)
-                        if end < 0:
-                            break
+                for reply in replies:
                     slot = popleft()
                     if type(slot) is _Slot:
-                        slot.reply = buf[pos:end]
+                        slot.reply = reply
                         client = slot.client
                         if not client.dirty:
                             client.dirty = True
                             dirty.append(client)
                     else:
-                        _fill(slot, buf[pos:end], dirty)
-                    pos = end
+                        _fill(slot, reply, dirty)
+                if bad is not None:
+                    raise bad
         except (resp.ReplyError, memcache.ResponseError, ValueError) as error:
             self.fail(f"protocol error from the server: {error}")
             buf, pos = b"", 0
@@ -292,7 +277,7 @@ class _Backend:
 
     __slots__ = ("ambassador", "conns", "memcached", "next", "spec")
 
-    def __init__(self, ambassador: Ambassador, spec: ServerSpec, connections: int) -> None:
+    def __init__(self, ambassador: "Ambassador", spec: ServerSpec, connections: int) -> None:
         self.ambassador = ambassador
         self.spec = spec
         self.memcached = ambassador.settings.protocol == "memcached"
@@ -313,7 +298,7 @@ class _Backend:
 class _Client(asyncio.Protocol):
     """One client connection: parse, plan, dispatch; replies written in request order."""
 
-    def __init__(self, ambassador: Ambassador) -> None:
+    def __init__(self, ambassador: "Ambassador") -> None:
         self.ambassador = ambassador
         self.transport: asyncio.Transport | None = None
         self.slots: deque[_Slot] = deque()
@@ -332,7 +317,9 @@ class _Client(asyncio.Protocol):
         if self.memcached:
             self.parser = memcache.RequestParser(max_value_bytes=settings.value_limit())
         else:
-            self.parser = resp.RequestParser(max_bulk_bytes=settings.value_limit())
+            self.parser = resp.RequestParser(
+                max_bulk_bytes=settings.value_limit(), scan=scan_commands
+            )
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]  # uvloop's transports quack alike

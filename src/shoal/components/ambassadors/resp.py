@@ -27,6 +27,7 @@ only where a split command's parts must be merged.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Final, NamedTuple
 
 __all__ = [
@@ -45,6 +46,8 @@ __all__ = [
     "encode_error",
     "encode_int",
     "reply_end",
+    "scan_commands",
+    "split_replies",
 ]
 
 MAX_BULK_BYTES: Final = 64 * 1024 * 1024
@@ -106,6 +109,61 @@ def encode_command(args: list[bytes]) -> bytes:
     return b"".join(parts)
 
 
+ScanCommands = Callable[[bytes, int, list["Command | BadRequest"], int, int], int]
+"""The signature of :func:`scan_commands` (and of its compiled twin in ``_resp``)."""
+
+
+def scan_commands(
+    buf: bytes, pos: int, out: list[Command | BadRequest], max_args: int, max_bulk: int
+) -> int:
+    """The fast path for a read of ordinary pipelined commands: append each whole command from
+    ``pos`` to ``out``; return where it stopped.
+
+    The contract (the compiled ``_resp.scan_commands`` keeps it too): every command taken is
+    exactly what :class:`RequestParser`'s careful path would make of it, and it stops, taking
+    nothing more, at anything else (an incomplete command, an empty array, a limit exceeded,
+    bad framing), where the careful path takes over with all its checks and errors. Where it
+    stops may differ between implementations, never what it takes.
+
+    Here: one ``split`` on CRLF (in C) instead of a ``find`` per line, so it also stops at an
+    argument holding CRLF, and it leaves reads over 64 KiB to the careful path (a split is
+    O(read)).
+    """
+    if len(buf) - pos > _SPLIT_LIMIT:
+        return pos
+    tokens = (buf[pos:] if pos else buf).split(b"\r\n")
+    last = len(tokens) - 1  # tokens[last] follows the final CRLF: not a complete line
+    index = 0
+    try:
+        while index < last:
+            head = tokens[index]
+            if not head or head[0] != 42:
+                break
+            count = int(head[1:])
+            if count <= 0 or count > max_args or index + 2 * count >= last:
+                break
+            at = pos + len(head) + 2
+            args: list[bytes] = []
+            for arg in range(index + 1, index + 1 + 2 * count, 2):
+                size_line, value = tokens[arg], tokens[arg + 1]
+                size = len(value)
+                if (
+                    not size_line
+                    or size_line[0] != 36
+                    or int(size_line[1:]) != size
+                    or size > max_bulk
+                ):
+                    return pos
+                args.append(value)
+                at += len(size_line) + size + 4
+            out.append((args, buf[pos:at]))
+            pos = at
+            index += 1 + 2 * count
+    except ValueError:  # a length that is not a number: the careful path reports it
+        pass
+    return pos
+
+
 class RequestParser:
     """Client bytes in, :class:`Command` and :class:`BadRequest` out; see the module docstring."""
 
@@ -118,6 +176,7 @@ class RequestParser:
         "max_args",
         "max_bulk_bytes",
         "max_inline_bytes",
+        "scan",
     )
 
     def __init__(
@@ -126,8 +185,11 @@ class RequestParser:
         max_bulk_bytes: int = MAX_BULK_BYTES,
         max_args: int = MAX_ARGS,
         max_inline_bytes: int = MAX_INLINE_BYTES,
+        scan: ScanCommands | None = None,
     ) -> None:
         self.max_bulk_bytes = max_bulk_bytes
+        self.scan: ScanCommands = scan or scan_commands
+        """The fast path (:func:`scan_commands`, or the compiled one of the same contract)."""
         self.max_args = max_args
         self.max_inline_bytes = max_inline_bytes
         self._buf = b""
@@ -151,8 +213,8 @@ class RequestParser:
         out: list[Command | BadRequest] = []
         end = len(buf)
         pos = 0
-        if end <= _SPLIT_LIMIT and not self._discard_reply and buf[:1] == b"*":
-            pos = self._split_batch(buf, out)
+        if not self._discard_reply and buf[:1] == b"*":
+            pos = self.scan(buf, 0, out, self.max_args, self.max_bulk_bytes)
         while pos < end:
             if self._discard_reply:
                 pos = self._discard(buf, pos, out)
@@ -169,47 +231,6 @@ class RequestParser:
             pos = nxt
         self._buf = buf[pos:] if pos < end else b""
         return out
-
-    def _split_batch(self, buf: bytes, out: list[Command | BadRequest]) -> int:
-        """The fast path for a read of ordinary pipelined commands; where it stopped.
-
-        One ``split`` on CRLF (in C) instead of a ``find`` per line: a command whose every
-        argument is exactly its declared length is taken; anything else (an argument holding
-        CRLF, an incomplete command, an empty array, a limit exceeded, bad framing) stops the
-        fast path there and :meth:`_multibulk` takes over from that command, with all its checks.
-        """
-        tokens = buf.split(b"\r\n")
-        last = len(tokens) - 1  # tokens[last] follows the final CRLF: not a complete line
-        index = pos = 0
-        max_args, max_bulk = self.max_args, self.max_bulk_bytes
-        try:
-            while index < last:
-                head = tokens[index]
-                if not head or head[0] != 42:
-                    break
-                count = int(head[1:])
-                if count <= 0 or count > max_args or index + 2 * count >= last:
-                    break
-                at = pos + len(head) + 2
-                args: list[bytes] = []
-                for arg in range(index + 1, index + 1 + 2 * count, 2):
-                    size_line, value = tokens[arg], tokens[arg + 1]
-                    size = len(value)
-                    if (
-                        not size_line
-                        or size_line[0] != 36
-                        or int(size_line[1:]) != size
-                        or size > max_bulk
-                    ):
-                        return pos
-                    args.append(value)
-                    at += len(size_line) + size + 4
-                out.append((args, buf[pos:at]))
-                pos = at
-                index += 1 + 2 * count
-        except ValueError:  # a length that is not a number: the careful path reports it
-            pass
-        return pos
 
     def _fatal(self, out: list[Command | BadRequest], message: str) -> int:
         out.append(BadRequest(encode_error(f"ERR Protocol error: {message}"), fatal=True))
@@ -368,6 +389,42 @@ def reply_end(buf: bytes, pos: int = 0) -> int:
             pos = eol + 2
         else:
             raise ReplyError(f"not a RESP2 reply: {buf[pos : pos + 16]!r}")
+    return pos
+
+
+def split_replies(buf: bytes, pos: int, limit: int, out: list[bytes]) -> int:
+    """Append up to ``limit`` whole replies from ``pos`` to ``out``; return where it stopped.
+
+    The server side's hot path (the compiled ``_resp.split_replies`` has the same contract):
+    bulk, simple and integer replies are framed inline, arrays (and anything odd) go through
+    :func:`reply_end`. Raises :class:`ReplyError` for bytes that are not RESP2.
+    """
+    size = len(buf)
+    while limit > 0 and pos < size:
+        kind = buf[pos]
+        if kind == 36:  # $
+            eol = buf.find(_CRLF, pos)
+            if eol < 0:
+                break
+            try:
+                length = int(buf[pos + 1 : eol])
+            except ValueError:
+                raise ReplyError(f"bad bulk length {buf[pos:eol]!r}") from None
+            end = eol + 2 if length < 0 else eol + length + 4
+            if end > size:
+                break
+        elif kind == 43 or kind == 58 or kind == 45:  # + : -
+            eol = buf.find(_CRLF, pos)
+            if eol < 0:
+                break
+            end = eol + 2
+        else:
+            end = reply_end(buf, pos)
+            if end < 0:
+                break
+        out.append(buf[pos:end])
+        pos = end
+        limit -= 1
     return pos
 
 

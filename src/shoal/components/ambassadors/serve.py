@@ -21,6 +21,7 @@ from multiprocessing.context import SpawnProcess
 
 from shoal.components.ambassadors.config import AmbassadorConfig, check_config, parse_listen
 from shoal.components.ambassadors.driver import Ambassador
+from shoal.components.ambassadors.native import make_ambassador
 from shoal.dataplane.driver import loop_factory
 
 __all__ = ["run_ambassador", "serve_ambassador"]
@@ -68,7 +69,7 @@ async def serve_ambassador(
     ``reuse_port``: share the port with other workers; ``announce``: print ``listening on``.
     """
     check_config(config)
-    ambassador = Ambassador(list(config.servers), config.settings)
+    ambassador = make_ambassador(list(config.servers), config.settings)
     host, port = parse_listen(config.listen)
     await ambassador.start(host, port, reuse_port=reuse_port)
     admin: asyncio.Server | None = None

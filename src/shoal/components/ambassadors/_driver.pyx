@@ -1,0 +1,6 @@
+# cython: annotation_typing=False
+# driver.py compiled a second time, from the same source (see native.py).
+include "driver.py"
+
+# The compiled RESP scanners in place of the pure ones (same contracts; see resp.py).
+from shoal.components.ambassadors._resp import scan_commands, split_replies

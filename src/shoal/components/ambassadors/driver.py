@@ -38,6 +38,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Coroutine
 from typing import Any
+from zlib import crc32
 
 from shoal.components.ambassadors import memcache, resp
 from shoal.components.ambassadors.config import AmbassadorSettings
@@ -56,6 +57,7 @@ from shoal.components.ambassadors.servers import (
     ServerDown,
     ServerSpec,
     ServerUp,
+    hashed_part,
 )
 
 __all__ = ["Ambassador"]
@@ -63,24 +65,19 @@ __all__ = ["Ambassador"]
 log = logging.getLogger("shoal.ambassador")
 
 
-class _Slot:
-    """A reply owed to a client, in request order; ``reply`` is None until it is known."""
+_Slot = list
+"""A reply owed to a client, in request order: ``[client, reply]``, ``reply`` None until known.
 
-    __slots__ = ("client", "reply")
-
-    def __init__(self, client: "_Client", reply: bytes | None = None) -> None:
-        self.client = client
-        self.reply = reply
+A two-item list, not an object: one is made per pipelined command, and a list is built in one
+step where an instance costs a call to ``__init__`` (and it needs no attribute lookups)."""
 
 
-class _PartSlot(_Slot):
+class _PartSlot:
     """The reply to one part of a split request: it goes to the gather, not to the client."""
 
     __slots__ = ("gather", "index")
 
-    def __init__(self, client: "_Client", gather: "_Gather", index: int) -> None:
-        self.client = client
-        self.reply = None
+    def __init__(self, gather: "_Gather", index: int) -> None:
         self.gather = gather
         self.index = index
 
@@ -90,24 +87,28 @@ class _Gather:
 
     __slots__ = ("remaining", "replies", "slot", "split")
 
-    def __init__(self, split: Split, slot: _Slot) -> None:
+    def __init__(self, split: Split, slot: "list[Any]") -> None:
         self.split = split
         self.slot = slot
         self.replies: list[bytes] = [b""] * len(split.parts)
         self.remaining = len(split.parts)
 
 
-def _fill(slot: _Slot, reply: bytes, dirty: "list[_Client]") -> None:
+def _fill(slot: "list[Any] | _PartSlot", reply: bytes, dirty: "list[_Client]") -> None:
+    """Fill ``slot``; its client joins ``dirty`` (flushed at the end of the loop iteration)."""
     if type(slot) is _PartSlot:
         gather = slot.gather
         gather.replies[slot.index] = reply
         gather.remaining -= 1
         if gather.remaining:
             return
-        slot = gather.slot
-        reply = merge(gather.split, gather.replies)
-    slot.reply = reply
-    client = slot.client
+        filled = gather.slot
+        filled[1] = merge(gather.split, gather.replies)
+    else:
+        assert type(slot) is list
+        filled = slot
+        filled[1] = reply
+    client: _Client = filled[0]
     if not client.dirty:
         client.dirty = True
         dirty.append(client)
@@ -123,7 +124,7 @@ class _ServerConn(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.state = "closed"  # closed | connecting | open
         self.out: list[bytes] = []
-        self.pending: deque[_Slot] = deque()
+        self.pending: deque[list[Any] | _PartSlot] = deque()
         self.kinds: deque[bool] = deque()
         """memcached only, aligned with ``pending``: is the reply a retrieval (VALUE ... END)?"""
         self.requests = 0
@@ -135,7 +136,9 @@ class _ServerConn(asyncio.Protocol):
 
     # -- sending
 
-    def send(self, raw: bytes, slot: _Slot | None, now: float, retrieval: bool = False) -> None:
+    def send(
+        self, raw: bytes, slot: "list[Any] | _PartSlot | None", now: float, retrieval: bool = False
+    ) -> None:
         """Queue ``raw``; ``slot`` gets the reply (None: none is owed). ``retrieval``: memcached
         get-like reply."""
         if slot is not None:
@@ -185,7 +188,9 @@ class _ServerConn(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         buf = self.buf + data if self.buf else data
         pending = self.pending
-        dirty: list[_Client] = []
+        ambassador = self.ambassador
+        dirty = ambassador.dirty
+        was_dirty = len(dirty)
         pos = 0
         try:
             if self.backend.memcached:
@@ -207,9 +212,9 @@ class _ServerConn(asyncio.Protocol):
                 popleft = pending.popleft
                 for reply in replies:
                     slot = popleft()
-                    if type(slot) is _Slot:
-                        slot.reply = reply
-                        client = slot.client
+                    if type(slot) is list:
+                        slot[1] = reply
+                        client = slot[0]
                         if not client.dirty:
                             client.dirty = True
                             dirty.append(client)
@@ -226,12 +231,11 @@ class _ServerConn(asyncio.Protocol):
                 buf, pos = b"", 0
         self.buf = buf[pos:] if pos < len(buf) else b""
         if pos:
-            ambassador = self.ambassador
             self.since = self.clock()
             if ambassador.router.health.any_down:
                 ambassador.server_ok(self.backend)
-        for client in dirty:
-            client.flush()
+        if len(dirty) > was_dirty:
+            ambassador.schedule_flush()
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self.state == "closed":
@@ -258,12 +262,12 @@ class _ServerConn(asyncio.Protocol):
         pending, self.pending = self.pending, deque()
         self.kinds = deque()
         error = self.backend.error()
-        dirty: list[_Client] = []
+        dirty = self.ambassador.dirty
         for slot in pending:
             _fill(slot, error, dirty)
         self.ambassador.metrics.server_errors[self.backend.spec.key] += len(pending)
-        for client in dirty:
-            client.flush()
+        if dirty:
+            self.ambassador.schedule_flush()
 
     def close(self) -> None:
         self.state = "closed"
@@ -301,7 +305,7 @@ class _Client(asyncio.Protocol):
     def __init__(self, ambassador: "Ambassador") -> None:
         self.ambassador = ambassador
         self.transport: asyncio.Transport | None = None
-        self.slots: deque[_Slot] = deque()
+        self.slots: deque[list[Any]] = deque()
         self.dirty = False
         self.closing = False
         self.paused = False
@@ -361,7 +365,8 @@ class _Client(asyncio.Protocol):
         slots = self.slots
         backends = ambassador.backends
         metrics = ambassador.metrics
-        if isinstance(self.parser, memcache.RequestParser):
+        if self.memcached:
+            assert isinstance(self.parser, memcache.RequestParser)
             mplan = ambassador.mc_planner
             mc_events = self.parser.feed(data)
             metrics.requests += len(mc_events)
@@ -370,7 +375,7 @@ class _Client(asyncio.Protocol):
                     plan = mplan.plan(event, now)
                 else:
                     metrics.bad_requests += 1
-                    slots.append(_Slot(self, event.reply))
+                    slots.append([self, event.reply])
                     if event.fatal:
                         self.closing = True
                         break
@@ -378,51 +383,69 @@ class _Client(asyncio.Protocol):
                 if self._dispatch(plan, now, backends):
                     break
         else:
-            rplan = ambassador.redis_planner
-            events = self.parser.feed(data)
+            parser = self.parser
+            assert isinstance(parser, resp.RequestParser)
+            if parser.clean and data[:1] == b"*":
+                # The parser holds nothing: ordinary commands are taken straight from this
+                # read (the same fast path feed() starts with, without its bookkeeping).
+                events: list[resp.Command | resp.BadRequest] = []
+                pos = scan_commands(data, 0, events, parser.max_args, parser.max_bulk_bytes)
+                if pos < len(data):
+                    events.extend(parser.feed(data[pos:] if pos else data))
+            else:
+                events = parser.feed(data)
             metrics.requests += len(events)
-            bad_request = resp.BadRequest
-            single = rplan.single
+            router = ambassador.router
+            # The router's hot path inlined (KeyRouter.usable_owner for the commands of
+            # RedisPlanner.single, names in either case): one Maglev table index per command.
+            single = ambassador.single_names
+            table = router.table
+            size = len(table)
+            lookup = router.lookup
+            tag, tag_open = router.tag, router.tag_open
+            health = router.health
             first = ambassador.only_conn
             touched = ambassador.touched
+            bad_request = resp.BadRequest
             for revent in events:
                 if isinstance(revent, bad_request):
                     metrics.bad_requests += 1
-                    slots.append(_Slot(self, revent.reply))
+                    slots.append([self, revent.reply])
                     if revent.fatal:
                         self.closing = True
                         break
                     continue
                 args, raw = revent
-                server = single(args, now)
-                if server is not None:
-                    conn = first[server] if first else backends[server].conn()
-                    conn.requests += 1
-                    slot = _Slot(self)
-                    slots.append(slot)
-                    if conn.state == "open":
-                        # conn.send, inlined: this runs once per pipelined command.
-                        pending = conn.pending
-                        if not pending:
-                            conn.since = now
-                        pending.append(slot)
-                        conn.out.append(raw)
-                        if not conn.queued:
-                            conn.queued = True
-                            touched.append(conn)
-                    else:
-                        conn.send(raw, slot, now)
-                    continue
-                if self._dispatch(rplan.plan(args, raw, now), now, backends):
+                if len(args) > 1 and (args[0] in single or args[0].upper() in single):
+                    key = args[1]
+                    if tag_open and tag_open in key:
+                        key = hashed_part(key, tag)
+                    server = table[crc32(key) % size] if size else lookup(key)
+                    if not health.any_down or health.available(server, now):
+                        conn = first[server] if first else backends[server].conn()
+                        conn.requests += 1
+                        slot = [self, None]
+                        slots.append(slot)
+                        if conn.state == "open":
+                            # conn.send, inlined: this runs once per pipelined command.
+                            pending = conn.pending
+                            if not pending:
+                                conn.since = now
+                            pending.append(slot)
+                            conn.out.append(raw)
+                            if not conn.queued:
+                                conn.queued = True
+                                touched.append(conn)
+                        else:
+                            conn.send(raw, slot, now)
+                        continue
+                if self._dispatch(ambassador.redis_planner.plan(args, raw, now), now, backends):
                     break
-        if ambassador.touched and not ambassador.flush_scheduled:
-            # Server writes wait for the end of this loop iteration, so requests read from every
-            # client that was readable go to each server in one write (one syscall, one read
-            # for the server) instead of one per client.
-            ambassador.flush_scheduled = True
-            self.call_soon(ambassador.flush_servers)
-        if slots and (slots[0].reply is not None or self.closing):
-            self.flush()
+        if slots and (slots[0][1] is not None or self.closing) and not self.dirty:
+            self.dirty = True
+            ambassador.dirty.append(self)
+        if ambassador.touched or ambassador.dirty:
+            ambassador.schedule_flush()
         if len(slots) > self.max_pending:
             self._pause()
 
@@ -434,39 +457,39 @@ class _Client(asyncio.Protocol):
             conn = backends[plan.server].conn()
             conn.requests += 1
             if plan.reply:
-                slot = _Slot(self)
+                slot: list[Any] = [self, None]
                 self.slots.append(slot)
                 conn.send(plan.raw, slot, now, plan.retrieval)
             else:
                 conn.send(plan.raw, None, now)
             return False
         if type(plan) is Split:
-            parent = _Slot(self)
+            parent: list[Any] = [self, None]
             self.slots.append(parent)
             gather = _Gather(plan, parent)
             for index, part in enumerate(plan.parts):
                 conn = backends[part.server].conn()
                 conn.requests += 1
-                conn.send(part.raw, _PartSlot(self, gather, index), now, self.memcached)
+                conn.send(part.raw, _PartSlot(gather, index), now, self.memcached)
             self.ambassador.metrics.splits += 1
             return False
         assert type(plan) is Answer
         self.ambassador.metrics.answered += 1
-        self.slots.append(_Slot(self, plan.reply))
+        self.slots.append([self, plan.reply])
         if plan.close:
             self.closing = True
             return True
         return False
 
     def flush(self) -> None:
+        """Write every reply at the head of the queue that is known, in one write."""
         self.dirty = False
         slots = self.slots
-        if slots and slots[0].reply is not None:
-            out = []
-            while slots and slots[0].reply is not None:
-                reply = slots.popleft().reply
-                assert reply is not None
-                out.append(reply)
+        if slots and slots[0][1] is not None:
+            out: list[bytes] = []
+            popleft = slots.popleft
+            while slots and slots[0][1] is not None:
+                out.append(popleft()[1])
             if self.transport is not None:
                 self.transport.write(out[0] if len(out) == 1 else b"".join(out))
             if self.paused:
@@ -511,7 +534,14 @@ class Ambassador:
         """With one connection per server, each server's connection (the hot path skips conn())."""
         self.clients: set[_Client] = set()
         self.touched: list[_ServerConn] = []
+        """Server connections with requests to write at the end of this loop iteration."""
+        self.dirty: list[_Client] = []
+        """Clients with replies to write at the end of this loop iteration."""
         self.flush_scheduled = False
+        self.single_names = frozenset(
+            spelled for name in self.redis_planner.single_names for spelled in (name, name.lower())
+        )
+        """The commands of RedisPlanner.single in upper and lower case (others are upper-cased)."""
         self._tasks: set[asyncio.Task[None]] = set()
         self._timers: dict[str, asyncio.TimerHandle] = {}
         self._sweeper: asyncio.TimerHandle | None = None
@@ -551,13 +581,31 @@ class Ambassador:
             self.metrics.server_requests[key] = sum(conn.requests for conn in backend.conns)
         return self.metrics.render(len(self.clients))
 
-    def flush_servers(self) -> None:
-        """Write what every client sent this loop iteration, one write per server connection."""
+    def schedule_flush(self) -> None:
+        """Run :meth:`flush` at the end of this loop iteration (once, however often asked)."""
+        if not self.flush_scheduled:
+            self.flush_scheduled = True
+            self.loop.call_soon(self.flush)
+
+    def flush(self) -> None:
+        """Write what every client sent this loop iteration, one write per server connection,
+        and every reply that became known, one write per client.
+
+        Writes wait for the end of the loop iteration: then the requests read from every client
+        that was readable go to each server in one write (one syscall, one read for the server),
+        and the replies to a client's pipeline, coming from several servers, go back in one.
+        """
         self.flush_scheduled = False
         touched = self.touched
-        for conn in touched:
-            conn.flush()
-        touched.clear()
+        if touched:
+            for conn in touched:
+                conn.flush()
+            touched.clear()
+        dirty = self.dirty
+        if dirty:
+            self.dirty = []
+            for client in dirty:
+                client.flush()
 
     def spawn(self, coroutine: Coroutine[Any, Any, None]) -> None:
         """Run ``coroutine`` in the background, keeping a reference until it ends."""

@@ -215,6 +215,11 @@ class RedisPlanner:
             f"ERR ambassador: server {server} ({spec.address}) is unavailable: {reason}"
         )
 
+    @property
+    def single_names(self) -> frozenset[bytes]:
+        """The single-key commands (upper case): their key is ``args[1]``."""
+        return self._single
+
     def single(self, args: list[bytes], now: float) -> str | None:
         """The hot path: the server for a single-key command whose server is usable, else None
         (then :meth:`plan` decides). The same answer ``plan`` gives, without building a plan."""

@@ -173,6 +173,7 @@ class RequestParser:
         "_discard_args",
         "_discard_body",
         "_discard_reply",
+        "clean",
         "max_args",
         "max_bulk_bytes",
         "max_inline_bytes",
@@ -199,6 +200,9 @@ class RequestParser:
         self._discard_body = 0
         self._discard_args = 0
         self._discard_reply = b""
+        self.clean = True
+        """Nothing buffered, nothing being skipped, not dead: the next read starts afresh
+        (the driver then runs :attr:`scan` on it itself, before :meth:`feed`)."""
 
     @property
     def buffered(self) -> int:
@@ -225,11 +229,13 @@ class RequestParser:
             nxt = self._multibulk(buf, pos, out) if buf[pos] == 42 else self._inline(buf, pos, out)
             if nxt == _DEAD:
                 self._buf = b""
+                self.clean = False
                 return out
             if nxt < 0:  # incomplete: wait for more
                 break
             pos = nxt
         self._buf = buf[pos:] if pos < end else b""
+        self.clean = not self._buf and not self._discard_reply
         return out
 
     def _fatal(self, out: list[Command | BadRequest], message: str) -> int:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import gc
 import multiprocessing
 import os
 import signal
@@ -63,15 +64,23 @@ async def serve_ambassador(
     *,
     reuse_port: bool = False,
     announce: bool = True,
+    own_process: bool = False,
 ) -> None:
     """Serve ``config`` until ``stop`` is set or SIGTERM/SIGINT arrives.
 
-    ``reuse_port``: share the port with other workers; ``announce``: print ``listening on``.
+    ``reuse_port``: share the port with other workers; ``announce``: print ``listening on``;
+    ``own_process``: this process runs nothing else (then the objects made at start-up, such as
+    the hash table, are frozen out of the garbage collector's scans).
     """
     check_config(config)
     ambassador = make_ambassador(list(config.servers), config.settings)
     host, port = parse_listen(config.listen)
     await ambassador.start(host, port, reuse_port=reuse_port)
+    if own_process:
+        # Every pipelined command allocates a few objects, so collections are frequent; the
+        # long-lived start-up objects (imports, the hasher's table) need never be scanned.
+        gc.collect()
+        gc.freeze()
     admin: asyncio.Server | None = None
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -116,14 +125,14 @@ def run_ambassador(config: AmbassadorConfig, *, loop: str = "auto", workers: int
             )
         return _supervise(config, loop, workers)
     with asyncio.Runner(loop_factory=loop_factory(loop)) as runner:
-        runner.run(serve_ambassador(config))
+        runner.run(serve_ambassador(config, own_process=True))
     return 0
 
 
 def _worker(config: AmbassadorConfig, loop: str) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides; SIGTERM stops
     with asyncio.Runner(loop_factory=loop_factory(loop)) as runner:
-        runner.run(serve_ambassador(config, reuse_port=True, announce=False))
+        runner.run(serve_ambassador(config, reuse_port=True, announce=False, own_process=True))
 
 
 def _supervise(config: AmbassadorConfig, loop: str, workers: int) -> int:

@@ -184,7 +184,7 @@ class ServerHealth:
 class KeyRouter:
     """Key to server: hash tag, hasher, health. ``route`` answers ``(server, usable)``."""
 
-    __slots__ = ("_eject", "_lookup", "_open", "_tag", "hasher", "health")
+    __slots__ = ("_eject", "_lookup", "_open", "_tag", "hasher", "health", "lookup", "table")
 
     def __init__(
         self,
@@ -205,12 +205,28 @@ class KeyRouter:
         self._tag = hash_tag.encode()
         self._open = self._tag[:1]
         self._eject = self.health.settings.auto_eject
-        self._lookup: Callable[[bytes], str] = self.hasher.lookup
+        self.lookup: Callable[[bytes], str] = self.hasher.lookup
+        """The hasher's lookup: the server of a (hashed part of a) key."""
+        self.table: tuple[str, ...] = ()
+        """Maglev's table, empty with other hashers: a key's server is
+        ``table[crc32(key) % len(table)]`` (the drivers' hot path indexes it directly)."""
+        self._lookup: Callable[[bytes], str] = self.lookup
         if isinstance(self.hasher, MaglevHasher):
             # The hot path: Maglev's lookup is one index into its table (the same answer as
             # hasher.lookup, without the method call and the str check).
             table, size = self.hasher.table, len(self.hasher.table)
+            self.table = table
             self._lookup = lambda key: table[crc32(key) % size]
+
+    @property
+    def tag(self) -> bytes:
+        """The hash tag's two characters (empty: tags off)."""
+        return self._tag
+
+    @property
+    def tag_open(self) -> bytes:
+        """The tag's first character: keys without it are hashed whole."""
+        return self._open
 
     def owner(self, key: bytes) -> str:
         """The server the hash gives ``key`` when every server is up."""

@@ -12,7 +12,10 @@ port, answering every request with a small fixed body. In front of it, one at a 
 * ``haproxy``: HAProxy, one thread, ``http-reuse always``, ``option forwardfor``;
 * ``shoal``: ``python -m shoal.dataplane.standalone`` (the code behind ``shoal proxy``), one process,
   uvloop and httptools, round robin over the one backend (X-Forwarded-For/-Proto on);
-* ``shoal-pure``: the same with the pure-Python request parser and the stock asyncio loop.
+  Its hot path is the compiled (Cython) build of the engine's modules when built (``auto``).
+* ``shoal-py``: the same with ``--implementation python`` (the engine's pure-Python path).
+* ``shoal-pure``: the pure-Python path with the pure-Python request parser and the stock asyncio
+  loop (what runs where nothing optional is installed).
 * ``shoal-rr4`` and ``shoal-shard4`` (the cost of shard routing): shoal round robin over four
   backend ports of the same nginx, and shoal with ``--shard-regexp '/users/([^/]+)'`` making the
   four ports four shards (Maglev). Both get the same requests, ``/users/<n>/profile`` with ``n``
@@ -58,7 +61,16 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 BODY = "hello from the backend"
 PEERS = ("nginx", "haproxy")
-TARGETS = ("direct", "nginx", "haproxy", "shoal", "shoal-pure", "shoal-rr4", "shoal-shard4")
+TARGETS = (
+    "direct",
+    "nginx",
+    "haproxy",
+    "shoal",
+    "shoal-py",
+    "shoal-pure",
+    "shoal-rr4",
+    "shoal-shard4",
+)
 SHARD_TARGETS = ("shoal-rr4", "shoal-shard4")
 """Targets driven with the /users/<n>/profile paths (compared with each other, not the peers)."""
 USERS_SCRIPT = """
@@ -416,7 +428,13 @@ def running(tmp: Path, names: list[str]) -> Iterator[tuple[Bench, dict[str, Runn
             "nginx": lambda: bench.nginx("proxy", NGINX_PROXY),
             "haproxy": lambda: bench.haproxy(backend.port),
             "shoal": lambda: bench.shoal([backend.port]),
-            "shoal-pure": lambda: bench.shoal([backend.port], loop="asyncio", parser="python"),
+            "shoal-py": lambda: bench.shoal([backend.port], extra=("--implementation", "python")),
+            "shoal-pure": lambda: bench.shoal(
+                [backend.port],
+                loop="asyncio",
+                parser="python",
+                extra=("--implementation", "python"),
+            ),
             "shoal-rr4": lambda: bench.shoal(four),
             "shoal-shard4": lambda: bench.shoal(four, extra=("--shard-regexp", "/users/([^/]+)")),
         }

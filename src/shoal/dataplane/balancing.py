@@ -31,8 +31,6 @@ Policies (the names ``shoal proxy --policy`` takes):
     their next candidate and every other key stays put. Without a key it picks at random.
 """
 
-from __future__ import annotations
-
 import bisect
 import itertools
 import random

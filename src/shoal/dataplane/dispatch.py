@@ -36,8 +36,6 @@ Nothing here reads a clock or touches a socket directly: :class:`Hooks` brings t
 and timers, and the access log.
 """
 
-from __future__ import annotations
-
 import bisect
 import itertools
 import logging
@@ -101,7 +99,7 @@ class Hooks(Protocol):
     def logging(self) -> bool:
         """Whether :meth:`request_done` wants to hear of every exchange (an access log is on)."""
 
-    def request_done(self, pick: RequestPick, status: int, duration: float) -> None:
+    def request_done(self, pick: "RequestPick", status: int, duration: float) -> None:
         """An exchange ended (for the access log)."""
 
     def health_changed(self) -> None:
@@ -157,7 +155,7 @@ class RequestPick(Pick):
         "tries",
     )
 
-    def __init__(self, route: RouteState, request: Request, peer: str, started: float) -> None:
+    def __init__(self, route: "RouteState", request: Request, peer: str, started: float) -> None:
         # Pick's fields set here rather than through super().__init__: one call less per request.
         self.address: Address = ("", 0)
         self.state: object = None
@@ -239,7 +237,7 @@ class RouteState:
         listener: str,
         config: RouteConfig,
         hooks: Hooks,
-        previous: RouteState | None = None,
+        previous: "RouteState | None" = None,
         rng: random.Random | None = None,
     ) -> None:
         self.listener = listener
@@ -394,7 +392,7 @@ class RouteState:
     def endpoints(self) -> Iterable[Endpoint]:
         return self._shared.endpoints.values()
 
-    def latest(self) -> RouteState:
+    def latest(self) -> "RouteState":
         route = self
         while route.successor is not None:
             route = route.successor

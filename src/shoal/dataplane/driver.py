@@ -65,8 +65,6 @@ in use, and a connection to any other one is closed when it goes idle (drain).
 in-flight exchanges finish with ``Connection: close`` within the deadline, then cut the rest.
 """
 
-from __future__ import annotations
-
 import asyncio
 import contextlib
 import logging
@@ -75,7 +73,7 @@ import ssl as _ssl
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Collection, Coroutine
 from dataclasses import dataclass, field
-from typing import Any, Final, cast
+from typing import TYPE_CHECKING, Any, Final, cast
 
 from shoal.dataplane.fastpath import forwarding_tail, scan_request, scan_response
 from shoal.dataplane.health import Failure
@@ -92,6 +90,7 @@ from shoal.dataplane.http1 import (
     ResponseParser,
     make_request_parser,
 )
+from shoal.dataplane.native import compiled
 from shoal.dataplane.proxy import (
     BodyFramer,
     ForwardingSettings,
@@ -109,7 +108,16 @@ __all__ = [
     "Route",
     "UpstreamPool",
     "loop_factory",
+    "new_pool",
 ]
+
+if TYPE_CHECKING:
+    from shoal.dataplane import _cyshim as cython
+else:
+    try:
+        import cython
+    except ImportError:  # no Cython: the decorators and type names below mean nothing then
+        from shoal.dataplane import _cyshim as cython
 
 log = logging.getLogger("shoal.dataplane.proxy")
 
@@ -159,6 +167,9 @@ class ProxySettings:
     fast_path: bool = True
     """Take common requests and responses whole (:mod:`shoal.dataplane.fastpath`); off: every
     message goes through the parsers and events (the same behaviour, more CPU)."""
+    implementation: str = "auto"
+    """``compiled`` (the Cython build of this module and its helpers), ``python``, or ``auto``:
+    compiled when built, unless ``SHOAL_PURE_PYTHON=1`` (see :mod:`shoal.dataplane.native`)."""
 
 
 class Pick:
@@ -236,20 +247,35 @@ def loop_factory(name: str = "auto") -> Callable[[], asyncio.AbstractEventLoop]:
 # --- the upstream side --------------------------------------------------------------------------
 
 
-class _UpstreamProtocol(asyncio.Protocol):
-    """One connection to an upstream; owned by at most one client exchange at a time."""
+@cython.cclass
+class _UpstreamProtocol:
+    """One connection to an upstream; owned by at most one client exchange at a time.
 
-    def __init__(self, pool: UpstreamPool, address: Address) -> None:
+    An asyncio protocol (the loop calls its methods by name; not a subclass of
+    ``asyncio.Protocol`` so that the compiled build can be an extension type with C fields).
+    """
+
+    pool: "UpstreamPool"
+    address: Address
+    transport: asyncio.Transport | None
+    parser: ResponseParser
+    owner: "_ClientProtocol | None"
+    closed: cython.bint
+    idle_since: cython.double
+    exchanges: cython.long
+    corked: list[bytes] | None
+    """Writes held back while a client's read is handled, sent as one (see ``flush``)."""
+
+    def __init__(self, pool: "UpstreamPool", address: Address) -> None:
         self.pool = pool
         self.address = address
-        self.transport: asyncio.Transport | None = None
+        self.transport = None
         self.parser = ResponseParser()
-        self.owner: _ClientProtocol | None = None
+        self.owner = None
         self.closed = False
         self.idle_since = 0.0
         self.exchanges = 0
-        self.corked: list[bytes] | None = None
-        """Writes held back while a client's read is handled, sent as one (see ``flush``)."""
+        self.corked = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports are not asyncio.Transport subclasses but have the same methods.
@@ -304,22 +330,42 @@ class _UpstreamProtocol(asyncio.Protocol):
             self.transport.close()
 
 
+@cython.cclass
 class UpstreamPool:
     """Idle keep-alive connections per upstream address (most recently used first)."""
+
+    _settings: ProxySettings
+    _idle_timeout: cython.double
+    _max_idle: cython.long
+    _idle: dict[Address, list[_UpstreamProtocol]]
+    _sweeper: asyncio.TimerHandle | None
+    _closed: cython.bint
+    _loop: asyncio.AbstractEventLoop | None
+    _live: Collection[Address] | None
+    _opened: cython.long
+    _reused: cython.long
 
     def __init__(self, settings: ProxySettings | None = None) -> None:
         self._settings = settings or ProxySettings()
         self._idle_timeout = self._settings.pool_idle_timeout
         self._max_idle = self._settings.pool_max_idle
-        self._idle: dict[Address, list[_UpstreamProtocol]] = {}
-        self._sweeper: asyncio.TimerHandle | None = None
+        self._idle = {}
+        self._sweeper = None
         self._closed = False
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._live: Collection[Address] | None = None
-        self.opened = 0
+        self._loop = None
+        self._live = None
+        self._opened = 0
+        self._reused = 0
+
+    @property
+    def opened(self) -> int:
         """Connections opened so far."""
-        self.reused = 0
+        return self._opened
+
+    @property
+    def reused(self) -> int:
         """Exchanges that took an idle connection instead of opening one."""
+        return self._reused
 
     def _get_loop(self) -> asyncio.AbstractEventLoop:
         # get_running_loop() costs a getpid() system call; the pool lives on one loop.
@@ -353,22 +399,24 @@ class UpstreamPool:
             return None
         loop = self._loop or self._get_loop()
         deadline = loop.time() - self._idle_timeout
+        conn: _UpstreamProtocol
         while idle:
             conn = idle.pop()
             if not conn.closed and conn.idle_since > deadline:
-                self.reused += 1
+                self._reused += 1
                 return conn
             conn.close()
         return None
 
+    @cython.annotation_typing(False)  # compiled, the result would be taken for a C type
     async def connect(self, address: Address) -> _UpstreamProtocol:
         """A new connection to ``address``."""
         loop = asyncio.get_running_loop()
         _, protocol = await loop.create_connection(
-            lambda: _UpstreamProtocol(self, address), address[0], address[1]
+            lambda: cast(asyncio.Protocol, _UpstreamProtocol(self, address)), address[0], address[1]
         )
-        self.opened += 1
-        return protocol
+        self._opened += 1
+        return cast(_UpstreamProtocol, protocol)
 
     def release(self, conn: _UpstreamProtocol) -> None:
         """Keep ``conn`` for reuse, or close it when the pool is full or closed."""
@@ -402,8 +450,13 @@ class UpstreamPool:
         loop = self._get_loop()
         deadline = loop.time() - self._settings.pool_idle_timeout
         remaining = False
+        conn: _UpstreamProtocol
         for idle in self._idle.values():
-            for conn in [c for c in idle if c.idle_since <= deadline]:
+            stale = []
+            for conn in idle:
+                if conn.idle_since <= deadline:
+                    stale.append(conn)  # noqa: PERF401 -- a typed loop (compiled: C field reads)
+            for conn in stale:
                 idle.remove(conn)
                 conn.close()
             remaining = remaining or bool(idle)
@@ -422,40 +475,102 @@ class UpstreamPool:
             idle.clear()
 
 
+def new_pool(settings: ProxySettings | None = None) -> UpstreamPool:
+    """An upstream pool of the implementation ``settings`` choose (compiled or pure Python)."""
+    settings = settings or ProxySettings()
+    native = compiled("driver", settings.implementation)
+    pool: UpstreamPool = (UpstreamPool if native is None else native.UpstreamPool)(settings)
+    return pool
+
+
 # --- the client side ----------------------------------------------------------------------------
 
 _LENGTH_FRAMER: Final = BodyFramer("length")
 """Passes a ``Content-Length`` body through (stateless, so one serves every connection)."""
 
-_IDLE: Final = 0
-_HEAD: Final = 1
-_EXCHANGE: Final = 2
-_TUNNEL: Final = 3
+# The phases of a client connection (C constants when compiled).
+_IDLE: int = cython.declare(cython.int, 0)
+_HEAD: int = cython.declare(cython.int, 1)
+_EXCHANGE: int = cython.declare(cython.int, 2)
+_TUNNEL: int = cython.declare(cython.int, 3)
 
 
-class _ClientProtocol(asyncio.Protocol):
-    """One client connection: the exchange state machine (see the module docstring)."""
+@cython.cclass
+class _ClientProtocol:
+    """One client connection: the exchange state machine (see the module docstring).
 
-    def __init__(self, server: ProxyServer) -> None:
+    An asyncio protocol, like :class:`_UpstreamProtocol` (methods called by name).
+    """
+
+    _server: "ProxyServer"
+    _settings: ProxySettings
+    _loop: asyncio.AbstractEventLoop
+    _parser: RequestParser
+    _transport: asyncio.Transport | None
+    _peer: str
+    _dispatcher: Dispatcher
+    _request: Request | None
+    _pick: Pick | None
+    _status: cython.long
+    _address: Address | None
+    _upstream: _UpstreamProtocol | None
+    _upstream_seen: cython.bint
+    _upstream_keep: cython.bint
+    _reused: cython.bint
+    _retry_head: bytes | None
+    _up_framer: BodyFramer | None
+    _down_framer: BodyFramer | None
+    _pending: list[bytes] | None
+    _request_done: cython.bint
+    _response_started: cython.bint
+    _response_done: cython.bint
+    _keep_alive: cython.bint
+    _tunnel: cython.bint
+    _closing: cython.bint
+    _eof: cython.bint
+    _write_paused: cython.bint
+    _paused: set[str]
+    _phase: cython.int
+    _phase_since: cython.double
+    _last_activity: cython.double
+    _timer: asyncio.TimerHandle | None
+    _timer_at: cython.double
+    _out: list[bytes] | None
+    _feeding: cython.bint
+    _fast: cython.bint
+    """The fast path (:mod:`shoal.dataplane.fastpath`) may take common messages whole."""
+    _fast_down: cython.bint
+    """The current response may be taken whole (an HTTP/1.1 request, not HEAD or Upgrade)."""
+    _clean: cython.bint
+    """The request parser is at rest: a read may be taken whole by the fast path."""
+    _hold: cython.bint
+    """The current request was taken whole: the parser must hold what comes until it ends."""
+    _tail: bytes
+    _limits: Limits
+    _pool: UpstreamPool
+    _timeouts: tuple[float, float, float]
+    """Seconds of each phase but the tunnel, by phase number."""
+
+    def __init__(self, server: "ProxyServer") -> None:
         self._server = server
         self._settings = server.settings
         self._loop = asyncio.get_running_loop()
-        self._parser: RequestParser = server.new_parser()
-        self._transport: asyncio.Transport | None = None
+        self._parser = server.new_parser()
+        self._transport = None
         self._peer = ""
         self._dispatcher = server.dispatcher
-        self._request: Request | None = None
-        self._pick: Pick | None = None
+        self._request = None
+        self._pick = None
         self._status = 0
-        self._address: Address | None = None
-        self._upstream: _UpstreamProtocol | None = None
+        self._address = None
+        self._upstream = None
         self._upstream_seen = False
         self._upstream_keep = False
         self._reused = False
-        self._retry_head: bytes | None = None
-        self._up_framer: BodyFramer | None = None
-        self._down_framer: BodyFramer | None = None
-        self._pending: list[bytes] | None = None
+        self._retry_head = None
+        self._up_framer = None
+        self._down_framer = None
+        self._pending = None
         self._request_done = False
         self._response_started = False
         self._response_done = False
@@ -464,22 +579,18 @@ class _ClientProtocol(asyncio.Protocol):
         self._closing = False
         self._eof = False
         self._write_paused = False
-        self._paused: set[str] = set()
+        self._paused = set()
         self._phase = _IDLE
         self._phase_since = 0.0
         self._last_activity = 0.0
-        self._timer: asyncio.TimerHandle | None = None
+        self._timer = None
         self._timer_at = 0.0
-        self._out: list[bytes] | None = None
+        self._out = None
         self._feeding = False
         self._fast = server.fast
-        """The fast path (:mod:`shoal.dataplane.fastpath`) may take common messages whole."""
         self._fast_down = False
-        """The current response may be taken whole (an HTTP/1.1 request, not HEAD or Upgrade)."""
         self._clean = True
-        """The request parser is at rest: a read may be taken whole by the fast path."""
         self._hold = False
-        """The current request was taken whole: the parser must hold what comes until it ends."""
         self._tail = b"\r\n"
         self._limits = server.settings.limits
         self._pool = server.pool
@@ -489,7 +600,6 @@ class _ClientProtocol(asyncio.Protocol):
             settings.request_head_timeout,
             settings.upstream_timeout,
         )
-        """Seconds of each phase but the tunnel, by phase number."""
 
     # --- asyncio callbacks ---
 
@@ -701,7 +811,7 @@ class _ClientProtocol(asyncio.Protocol):
             self._wait_for_slot(pick, [head])
             return
         self._address = address = pick.address
-        conn = self._pool.take(address)
+        conn: _UpstreamProtocol | None = self._pool.take(address)
         if conn is None:
             self._connect(address, head)
             return
@@ -727,7 +837,7 @@ class _ClientProtocol(asyncio.Protocol):
     def _send_to(self, address: Address, held: list[bytes]) -> None:
         """Send the held head (and body so far) to ``address``, on a pooled or new connection."""
         self._address = address
-        conn = self._server.pool.take(address)
+        conn: _UpstreamProtocol | None = self._pool.take(address)
         if conn is None:
             self._pending = held
             self._server.spawn(self._open(address))
@@ -1196,8 +1306,14 @@ class ProxyServer:
         )
         self.fast = self.settings.fast_path and self.settings.forwarding.via is None
         """Whether connections may use :mod:`shoal.dataplane.fastpath` for common messages."""
+        native = compiled("driver", self.settings.implementation)
+        self.implementation = "python" if native is None else "compiled"
+        """``compiled`` or ``python``: the connections' code (see :mod:`shoal.dataplane.native`)."""
+        self._protocol: type[_ClientProtocol] = (
+            _ClientProtocol if native is None else native._ClientProtocol
+        )
         self._own_pool = pool is None
-        self.pool = pool if pool is not None else UpstreamPool(self.settings)
+        self.pool = pool if pool is not None else new_pool(self.settings)
         self.connections: set[_ClientProtocol] = set()
         self.draining = False
         self._server: asyncio.Server | None = None
@@ -1225,11 +1341,14 @@ class ProxyServer:
         loop = asyncio.get_running_loop()
         if sock is not None:
             self._server = await loop.create_server(
-                lambda: _ClientProtocol(self), sock=sock, backlog=self.settings.backlog, ssl=ssl
+                lambda: cast(asyncio.Protocol, self._protocol(self)),
+                sock=sock,
+                backlog=self.settings.backlog,
+                ssl=ssl,
             )
         else:
             self._server = await loop.create_server(
-                lambda: _ClientProtocol(self),
+                lambda: cast(asyncio.Protocol, self._protocol(self)),
                 host,
                 port,
                 reuse_port=reuse_port or None,
@@ -1281,7 +1400,7 @@ class ProxyServer:
         # Let the transports' connection_lost callbacks run before the loop may close.
         await asyncio.sleep(0)
 
-    async def __aenter__(self) -> ProxyServer:
+    async def __aenter__(self) -> "ProxyServer":
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:

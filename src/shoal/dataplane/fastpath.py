@@ -32,8 +32,6 @@ Anything else gives ``None`` and the caller uses the general path, which decides
 generated heads (whenever a function accepts, the bytes are equal).
 """
 
-from __future__ import annotations
-
 import re
 from typing import Final
 

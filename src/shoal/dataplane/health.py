@@ -35,8 +35,6 @@ decisions.
     waiting ticket.
 """
 
-from __future__ import annotations
-
 import math
 from collections import deque
 from collections.abc import Collection, Iterable
@@ -107,7 +105,7 @@ class CheckResult:
     detail: str = ""
 
     @classmethod
-    def from_status(cls, status: int, settings: ActiveCheckSettings) -> CheckResult:
+    def from_status(cls, status: int, settings: ActiveCheckSettings) -> "CheckResult":
         low, high = settings.healthy_statuses
         if low <= status <= high:
             return cls(True)

@@ -77,9 +77,10 @@ from shoal.dataplane.dispatch import (
     RequestPick,
     RouteState,
 )
-from shoal.dataplane.driver import Address, ProxyServer, ProxySettings, UpstreamPool
+from shoal.dataplane.driver import Address, ProxyServer, ProxySettings, new_pool
 from shoal.dataplane.health import ActiveCheckSettings, CheckResult, HealthState
 from shoal.dataplane.metrics import CONTENT_TYPE, Exposition
+from shoal.dataplane.native import compiled
 
 __all__ = [
     "ACCESS_LOG_FORMATS",
@@ -232,8 +233,14 @@ class Proxy:
         """Seconds a removed listener's connections get to finish."""
         self.reuse_port = reuse_port
         """Bind with SO_REUSEPORT (worker processes sharing ports)."""
-        self.pool = UpstreamPool(self.settings)
+        self.pool = new_pool(self.settings)
         """Upstream keep-alive connections, shared by every listener."""
+        native = compiled("dispatch", self.settings.implementation)
+        # The compiled build of dispatch.py (same source) when chosen: see shoal.dataplane.native.
+        self._route_state: type[RouteState] = RouteState if native is None else native.RouteState
+        self._dispatcher: type[ListenerDispatcher] = (
+            ListenerDispatcher if native is None else native.ListenerDispatcher
+        )
         self._listeners: dict[tuple[str, str, int], _Listener] = {}
         self._admin: asyncio.Server | None = None
         self._admin_address: tuple[str, int] | None = None
@@ -354,7 +361,7 @@ class Proxy:
                         # Unchanged (most routes, when one Service's endpoints change): keep it.
                         states[route.name] = previous
                         continue
-                    states[route.name] = RouteState(listener.name, route, hooks, previous)
+                    states[route.name] = self._route_state(listener.name, route, hooks, previous)
                 built[key] = states
             # Bind new listeners (before anything is removed, so a failure changes nothing).
             added: dict[tuple[str, str, int], _Listener] = {}
@@ -392,7 +399,7 @@ class Proxy:
         routes: dict[str, RouteState],
         removed: list[tuple[str, str, int]],
     ) -> _Listener:
-        dispatcher = ListenerDispatcher(routes.values())
+        dispatcher = self._dispatcher(routes.values())
         server = ProxyServer(dispatcher, self.settings, pool=self.pool)
         try:
             await server.start(listener.host, listener.port, reuse_port=self.reuse_port)

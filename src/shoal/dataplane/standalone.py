@@ -58,6 +58,7 @@ from shoal.dataplane.configfile import ServiceResolver, load_proxy_config, runti
 from shoal.dataplane.driver import LOOPS, Address, ProxySettings, Route, loop_factory
 from shoal.dataplane.health import ActiveCheckSettings
 from shoal.dataplane.http1 import PARSERS, Request
+from shoal.dataplane.native import IMPLEMENTATIONS, resolve
 from shoal.dataplane.runtime import ACCESS_LOG_FORMATS, AccessLog, Proxy
 from shoal.errors import InvalidObjectsError
 from shoal.model.proxy import ProxyConfig
@@ -134,6 +135,10 @@ class ServeOptions:
 
     def check(self) -> None:
         """Raise ValueError for a contradictory or malformed set of options."""
+        try:
+            resolve(self.settings.implementation)
+        except ImportError as error:  # "compiled" asked for and not built
+            raise ValueError(str(error)) from error
         if (self.config is None) == (self.listen is None):
             raise ValueError("give either --config FILE or --listen HOST:PORT with --backend")
         if self.config is not None and self.backends:
@@ -459,6 +464,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--loop", choices=LOOPS, default="auto")
     parser.add_argument("--parser", choices=PARSERS, default="auto")
+    parser.add_argument(
+        "--implementation",
+        choices=IMPLEMENTATIONS,
+        default="auto",
+        help="compiled (Cython) or pure-Python hot path; auto: compiled when built",
+    )
     args = parser.parse_args(argv)
     options = ServeOptions(
         listen=args.listen,
@@ -473,6 +484,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         access_log=args.access_log,
         access_log_format=args.access_log_format,
         resolve_interval=args.resolve_interval,
+        settings=ProxySettings(implementation=args.implementation),
     )
     try:
         return run_proxy(workers=args.workers, loop=args.loop, parser=args.parser, options=options)

@@ -1,0 +1,60 @@
+"""
+The names of Cython's pure-Python mode that the data plane's sources use, for a Python without Cython.
+
+:mod:`shoal.dataplane.driver` is written once and runs two ways: interpreted, and compiled by
+Cython into ``shoal.dataplane._driver_c`` (see :mod:`shoal.dataplane.native`). Its decorators
+(``@cython.cclass``: an extension type with C attributes; ``@cython.cfunc``: a method callable
+only from compiled code) and type names (``cython.bint``, ``cython.long``, ``cython.double``)
+steer the compiler and mean nothing to the interpreter. When Cython is installed its own
+``cython`` module provides them; this one stands in when it is not (a runtime install without the
+build tools), and it is what mypy reads.
+"""
+
+from collections.abc import Callable
+from typing import TypeVar
+
+__all__ = [
+    "annotation_typing",
+    "bint",
+    "cclass",
+    "cfunc",
+    "compiled",
+    "declare",
+    "double",
+    "int",
+    "long",
+]
+
+_T = TypeVar("_T")
+
+compiled = False
+"""True only inside a compiled module (Cython's own module says so there)."""
+
+bint = bool
+"""A C int used as a truth value."""
+int = int
+"""A C int."""
+long = int
+"""A C long (64 bits here): counters that cannot overflow it."""
+double = float
+"""A C double."""
+
+
+def cclass(cls: _T) -> _T:
+    """An extension type: attributes annotated in the class body become C fields."""
+    return cls
+
+
+def cfunc(function: _T) -> _T:
+    """A C-level method: fast to call from compiled code, invisible to Python there."""
+    return function
+
+
+def declare(kind: Callable[..., _T], value: _T) -> _T:
+    """A C variable of type ``kind`` (here: just ``value``)."""
+    return value
+
+
+def annotation_typing(enabled: bool) -> Callable[[_T], _T]:
+    """Whether the compiler takes a function's annotations as C types (a decorator)."""
+    return lambda function: function

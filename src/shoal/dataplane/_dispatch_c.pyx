@@ -1,0 +1,13 @@
+# cython: annotation_typing=False, wraparound=True, boundscheck=True
+# dispatch.py compiled a second time, from the same source (see native.py).
+include "dispatch.py"
+
+# The compiled helpers, and the pure modules' own types (shared by both implementations).
+from shoal.dataplane._health_c import (
+    ActiveHealth,
+    OutlierDetector,
+    PendingLimiter,
+    RetryBudget,
+)
+from shoal.dataplane._balancing_c import make_picker
+from shoal.dataplane.dispatch import EndpointStats, Histogram

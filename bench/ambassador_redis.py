@@ -10,11 +10,16 @@ with one connection per server:
 
 * ``twemproxy``: Debian's nutcracker, ketama over fnv1a_64 (the book's configuration);
 * ``shoal``: ``python -m shoal ambassador redis`` (uvloop when installed), Maglev (the default);
-* ``shoal-2w``: the same with ``--workers 2`` (two processes on one port; ``--workers 1`` skips it).
+* ``shoal-2w``: the same with ``--workers 2`` (two processes on one port; ``--workers 1`` skips it);
+* ``shoal-pure`` (with ``--pure``): one process forced onto the pure-Python path
+  (``SHOAL_PURE_PYTHON=1``); ``shoal`` runs the compiled path when it is built.
 
-Throughput: ``redis-benchmark -t get,set -c 50 -r 100000`` against each, not pipelined and
-pipelined (``-P 16``), the two proxies interleaved round by round so a burst of other work on the
-box hits both alike; the median of the rounds, and the ratio shoal/twemproxy (goal: >= 0.8).
+Throughput: ``redis-benchmark -t set`` then ``-t get``, ``-c 50 -r 100000``, against each, not
+pipelined and pipelined (``-P 16``), the proxies interleaved run by run so a burst of other work
+on the box hits them alike; the median of the rounds (5 by default), each round's ratio, and the
+ratio of the medians shoal/twemproxy (goal: >= 0.8). Each single-process proxy's CPU (user +
+system, from /proc) around each run gives its CPU per request: steadier than throughput on a
+shared box.
 
 Key distribution: 200,000 distinct keys SET through each proxy (the shards flushed before each),
 then each shard's DBSIZE: max/mean (goal: <= 1.02).
@@ -26,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import platform
 import shutil
 import socket
@@ -55,7 +61,7 @@ def wait_port(port: int, process: subprocess.Popen[bytes], deadline: float = 10.
     end = time.monotonic() + deadline
     while time.monotonic() < end:
         if process.poll() is not None:
-            sys.exit(f"{process.args} exited with {process.returncode}")
+            sys.exit(f"{process.args!r} exited with {process.returncode}")
         with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
             return
         time.sleep(0.02)
@@ -90,14 +96,22 @@ def set_keys(port: int, count: int) -> None:
                 got += len(chunk)
 
 
-def benchmark(port: int, pipeline: int, requests: int) -> dict[str, float]:
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of process ``pid`` so far (from /proc; Linux only)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def benchmark(port: int, pipeline: int, requests: int, test: str) -> tuple[float, float]:
+    """One redis-benchmark run of ``test``: requests/s, and the seconds it lasted."""
+    started = time.monotonic()
     out = subprocess.run(
         [
             "redis-benchmark",
             "-p",
             str(port),
             "-t",
-            "get,set",
+            test,
             "-c",
             "50",
             "-r",
@@ -113,12 +127,12 @@ def benchmark(port: int, pipeline: int, requests: int) -> dict[str, float]:
         check=True,
         timeout=600,
     ).stdout
-    rates: dict[str, float] = {}
+    elapsed = time.monotonic() - started
     for line in out.splitlines():
         fields = [f.strip('"') for f in line.split(",")]
-        if fields and fields[0] in ("SET", "GET"):
-            rates[fields[0]] = float(fields[1])
-    return rates
+        if fields and fields[0] == test.upper():
+            return float(fields[1]), elapsed
+    sys.exit(f"no {test.upper()} figure in redis-benchmark's output: {out!r}")
 
 
 @contextlib.contextmanager
@@ -140,7 +154,12 @@ def processes() -> Iterator[list[subprocess.Popen[bytes]]]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[1] if __doc__ else None)
     parser.add_argument("--quick", action="store_true", help="fewer requests and rounds")
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument(
+        "--pure",
+        action="store_true",
+        help="also run shoal's pure-Python path (SHOAL_PURE_PYTHON=1) as shoal-pure",
+    )
     parser.add_argument(
         "--workers", type=int, default=2, help="also run shoal with this many workers (1: not)"
     )
@@ -149,7 +168,7 @@ def main() -> None:
     need("redis-benchmark", "redis-tools")
     nutcracker = need("nutcracker", "nutcracker")
     requests = {1: 50_000, 16: 200_000} if options.quick else {1: 200_000, 16: 1_000_000}
-    rounds = 1 if options.quick else options.rounds
+    rounds = options.rounds if not options.quick else min(options.rounds, 1)
 
     with tempfile.TemporaryDirectory() as tmp, processes() as started:
         shard_ports = [free_port() for _ in range(3)]
@@ -199,13 +218,25 @@ def main() -> None:
             )
         )
         wait_port(twem_port, started[-1])
+        pids = {"twemproxy": started[-1].pid}
+        """Processes whose CPU is measured (a --workers supervisor's children are not)."""
         shoal_args = [sys.executable, "-m", "shoal", "ambassador", "redis",
                       "--listen", f"127.0.0.1:{shoal_port}"]  # fmt: skip
         for port in shard_ports:
             shoal_args += ["--server", f"127.0.0.1:{port}"]
         started.append(subprocess.Popen(shoal_args, stdout=subprocess.DEVNULL))
         wait_port(shoal_port, started[-1])
+        pids["shoal"] = started[-1].pid
         targets = {"twemproxy": twem_port, "shoal": shoal_port}
+        if options.pure:
+            port = free_port()
+            args = list(shoal_args)
+            args[args.index("--listen") + 1] = f"127.0.0.1:{port}"
+            pure_env = {**os.environ, "SHOAL_PURE_PYTHON": "1"}
+            started.append(subprocess.Popen(args, stdout=subprocess.DEVNULL, env=pure_env))
+            wait_port(port, started[-1])
+            pids["shoal-pure"] = started[-1].pid
+            targets["shoal-pure"] = port
         if options.workers > 1:
             port = free_port()
             args = [*shoal_args, "--workers", str(options.workers)]
@@ -227,11 +258,19 @@ def main() -> None:
 
         print(f"\nThroughput, redis-benchmark -c 50 -r 100000, median of {rounds} round(s):")
         results: dict[tuple[str, int, str], list[float]] = {}
+        cpu: dict[tuple[str, int, str], list[float]] = {}
         for _ in range(rounds):
             for pipeline in (1, 16):
-                for name, port in targets.items():
-                    for test, rate in benchmark(port, pipeline, requests[pipeline]).items():
-                        results.setdefault((name, pipeline, test), []).append(rate)
+                for test in ("set", "get"):
+                    for name, port in targets.items():
+                        pid = pids.get(name)
+                        before = cpu_seconds(pid) if pid else 0.0
+                        rate, _elapsed = benchmark(port, pipeline, requests[pipeline], test)
+                        key = (name, pipeline, test.upper())
+                        results.setdefault(key, []).append(rate)
+                        if pid:
+                            used = cpu_seconds(pid) - before
+                            cpu.setdefault(key, []).append(used / requests[pipeline] * 1e6)
         others = [name for name in targets if name != "twemproxy"]
         header = "".join(f" {name:>12} {'ratio':>6}" for name in others)
         print(f"  {'test':10} {'twemproxy':>12}{header}")
@@ -244,6 +283,29 @@ def main() -> None:
                     row += f" {ours:12,.0f} {ours / twem:6.2f}"
                 label = f"{test} -P {pipeline}"
                 print(f"  {label:10} {twem:12,.0f}{row}")
+                rounds_shown = "  ".join(
+                    f"{name} "
+                    + "/".join(
+                        f"{ours / theirs:.2f}"
+                        for ours, theirs in zip(
+                            results[(name, pipeline, test)],
+                            results[("twemproxy", pipeline, test)],
+                            strict=True,
+                        )
+                    )
+                    for name in others
+                )
+                print(f"  {'':10} ratio by round: {rounds_shown}")
+        print("\nProxy CPU per request (user+system, /proc), median of the rounds, in us:")
+        measured = [name for name in targets if name in pids]
+        print(f"  {'test':10}" + "".join(f" {name:>12}" for name in measured))
+        for pipeline in (1, 16):
+            for test in ("SET", "GET"):
+                label = f"{test} -P {pipeline}"
+                row = "".join(
+                    f" {statistics.median(cpu[(name, pipeline, test)]):12.2f}" for name in measured
+                )
+                print(f"  {label:10}{row}")
 
 
 if __name__ == "__main__":

@@ -6,15 +6,21 @@ import heapq
 import itertools
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
-from shoal.loadgen.engine import Engine, Slot
+from shoal.loadgen._engine import NativeEngine
+from shoal.loadgen.engine import Engine
 from shoal.loadgen.plan import LoadPlan
+
+ENGINES = ["python", "native"]
+"""The pure-Python engine and the compiled one (built wherever ``cc`` is): the same tests run on
+both through the interface they share (the native one in callback mode; a slot is an int)."""
 
 
 @dataclass
 class FakeConnection:
     sim: Simulation
-    slot: Slot
+    slot: Any
     closed: bool = False
     sent: list[bytes] = field(default_factory=list)
 
@@ -39,6 +45,7 @@ class Simulation:
         connect: Callable[[float], float | None] = lambda now: 0.0,
         worker: int = 0,
         workers: int = 1,
+        engine: str = "python",
     ) -> None:
         self.now = 0.0
         self.events: list[tuple[float, int, Callable[[], None]]] = []
@@ -48,7 +55,8 @@ class Simulation:
         self.keep_alive = keep_alive
         self.connect_time = connect
         self.connections: list[FakeConnection] = []
-        self.engine = Engine(
+        kind = Engine if engine == "python" else NativeEngine
+        self.engine: Any = kind(
             plan, start=0.0, open_connection=self.open, worker=worker, workers=workers
         )
         self.pumps = 0
@@ -56,7 +64,7 @@ class Simulation:
     def at(self, when: float, action: Callable[[], None]) -> None:
         heapq.heappush(self.events, (when, next(self.sequence), action))
 
-    def open(self, slot: Slot) -> None:
+    def open(self, slot: Any) -> None:
         delay = self.connect_time(self.now)
         if delay is None:
             self.at(self.now, lambda: self.engine.connect_failed(slot, self.now))

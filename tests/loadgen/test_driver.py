@@ -25,6 +25,7 @@ from shoal.loadgen import (
 from shoal.loadgen.driver import TimerFd
 
 from .loadgen_server import serving
+from .loadgen_sim import ENGINES
 
 SETTINGS = LoadSettings(connections=16, drop_after=30.0, timeout=30.0)
 
@@ -36,11 +37,13 @@ def make_plan(
     return LoadPlan(target, requests, ArrivalSchedule.constant(rate, duration), SETTINGS)
 
 
-@pytest.mark.parametrize("parser", ["pure", "httptools"])
-async def test_every_scheduled_request_is_sent_and_answered(parser: str) -> None:
+@pytest.mark.parametrize(
+    ("engine", "parser"), [("python", "pure"), ("python", "httptools"), ("native", "auto")]
+)
+async def test_every_scheduled_request_is_sent_and_answered(engine: str, parser: str) -> None:
     async with serving() as http_server:
         plan = make_plan(http_server, RequestSpec("/ok"), RequestSpec("/echo", "POST", body=b"x"))
-        stats = await run_load(plan, parser=parser)
+        stats = await run_load(plan, parser=parser, engine=engine)
         assert stats.scheduled == stats.requests == 200
         assert stats.errors == 0
         assert stats.dropped == 0
@@ -52,7 +55,8 @@ async def test_every_scheduled_request_is_sent_and_answered(parser: str) -> None
         assert 0 < summary["latency"]["p50"] <= summary["latency"]["p99"] < 30_000
 
 
-async def test_errors_closes_and_head_requests() -> None:
+@pytest.mark.parametrize("engine", ENGINES)
+async def test_errors_closes_and_head_requests(engine: str) -> None:
     async with serving() as http_server:
         plan = make_plan(
             http_server,
@@ -61,24 +65,26 @@ async def test_errors_closes_and_head_requests() -> None:
             RequestSpec("/ok", "HEAD"),
             rate=150,
         )
-        stats = await run_load(plan)  # HEAD: the pure parser is chosen
+        stats = await run_load(plan, engine=engine)  # HEAD: python chooses the pure parser
         assert stats.requests == 150
         assert stats.statuses == {500: 50, 200: 100}
         assert stats.errors == 50
         assert [p.errors for p in stats.paths] == [50, 0, 0]
 
 
-async def test_a_refused_port_fails_every_request() -> None:
+@pytest.mark.parametrize("engine", ENGINES)
+async def test_a_refused_port_fails_every_request(engine: str) -> None:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     plan = make_plan(f"http://127.0.0.1:{port}", RequestSpec("/"), rate=50)
-    stats = await run_load(plan)
+    stats = await run_load(plan, engine=engine)
     assert stats.requests == stats.errors == 50
     assert stats.failures == {"connect": 50}
 
 
-async def test_stop_ends_the_run_early() -> None:
+@pytest.mark.parametrize("engine", ENGINES)
+async def test_stop_ends_the_run_early(engine: str) -> None:
     async with serving() as http_server:
         plan = make_plan(http_server, RequestSpec("/ok"), rate=100, duration=60)
         stop = asyncio.Event()
@@ -94,16 +100,18 @@ async def test_stop_ends_the_run_early() -> None:
             ),
             stop=stop,
             on_progress=on_progress,
+            engine=engine,
         )
         assert progress
         assert stats.stopped
         assert stats.requests < 6000
 
 
-async def test_worker_processes_merge_into_one_result() -> None:
+@pytest.mark.parametrize("engine", ENGINES)
+async def test_worker_processes_merge_into_one_result(engine: str) -> None:
     async with serving() as http_server:
         plan = make_plan(http_server, RequestSpec("/ok"), RequestSpec("/slow"), rate=100)
-        stats = await run_workers(plan, 2)
+        stats = await run_workers(plan, 2, engine=engine)
         assert stats.requests == stats.scheduled == 100
         assert [p.requests for p in stats.paths] == [50, 50]
         assert stats.errors == 0
@@ -139,10 +147,11 @@ def test_a_timerfd_becomes_readable_once_its_instant_has_passed() -> None:
     assert timer.fd == -1
 
 
-async def test_the_run_reports_its_cpu_time_and_restores_the_gc() -> None:
+@pytest.mark.parametrize("engine", ENGINES)
+async def test_the_run_reports_its_cpu_time_and_restores_the_gc(engine: str) -> None:
     thresholds = gc.get_threshold()
     async with serving() as http_server:
-        stats = await run_load(make_plan(http_server, RequestSpec("/ok"), rate=50))
+        stats = await run_load(make_plan(http_server, RequestSpec("/ok"), rate=50), engine=engine)
     assert stats.cpu > 0
     assert gc.get_threshold() == thresholds
     assert gc.get_freeze_count() == 0

@@ -8,7 +8,9 @@ from shoal.loadgen.plan import ArrivalSchedule, LoadPlan, LoadSettings, RequestS
 from shoal.loadgen.report import summarize
 from shoal.loadgen.stats import RunStats
 
-from .loadgen_sim import Simulation
+from .loadgen_sim import ENGINES, Simulation
+
+pytestmark = pytest.mark.parametrize("engine", ENGINES)
 
 TARGET = parse_target("http://127.0.0.1:8080/")[0]
 
@@ -22,8 +24,8 @@ def plan(rate: float = 1000, duration: float = 10, **settings: float) -> LoadPla
     )
 
 
-def test_constant_rate_is_exact_and_latency_is_the_service_time() -> None:
-    sim = Simulation(plan(1000, 10))
+def test_constant_rate_is_exact_and_latency_is_the_service_time(engine: str) -> None:
+    sim = Simulation(plan(1000, 10), engine=engine)
     sim.run()
     stats = sim.engine.stats
     assert stats.scheduled == stats.requests == stats.sent == 10_000
@@ -31,7 +33,7 @@ def test_constant_rate_is_exact_and_latency_is_the_service_time() -> None:
     assert stats.statuses == {200: 10_000}
     assert [p.requests for p in stats.paths] == [2500, 7500]
     # Every request took 1 ms from its intended start (1000 µs, within the bucket's precision).
-    assert 1000 <= stats.latency.percentile(50) <= 1008  # type: ignore[operator]
+    assert 1000 <= stats.latency.percentile(50) <= 1008
     assert stats.latency.max == pytest.approx(1000, abs=1)
     # Each second of the run holds exactly 1000 requests and completions.
     assert [w.requests for w in stats.windows[:10]] == [1000] * 10
@@ -45,12 +47,14 @@ def test_constant_rate_is_exact_and_latency_is_the_service_time() -> None:
     assert len(sim.connections) <= 2
 
 
-def test_a_stalled_server_shows_in_the_latency_of_every_request_due_during_the_stall() -> None:
+def test_a_stalled_server_shows_in_the_latency_of_every_request_due_during_the_stall(
+    engine: str,
+) -> None:
     # 1000 req/s, 1 ms service, except that nothing is answered between t=2 and t=3.
     def service(now: float) -> float:
         return 3.0 - now + 0.001 if 2.0 <= now < 3.0 else 0.001
 
-    sim = Simulation(plan(1000, 6, connections=64, drop_after=5.0), service=service)
+    sim = Simulation(plan(1000, 6, connections=64, drop_after=5.0), service=service, engine=engine)
     sim.run()
     stats = sim.engine.stats
     slow = sum(
@@ -74,11 +78,11 @@ def _ms(index: int) -> float:
     return bucket_bounds(index)[0] / 1000
 
 
-def test_requests_waiting_longer_than_drop_after_are_dropped_and_never_sent() -> None:
+def test_requests_waiting_longer_than_drop_after_are_dropped_and_never_sent(engine: str) -> None:
     def service(now: float) -> float:
         return 3.0 - now + 0.001 if 2.0 <= now < 3.0 else 0.001
 
-    sim = Simulation(plan(1000, 6, connections=4, drop_after=0.1), service=service)
+    sim = Simulation(plan(1000, 6, connections=4, drop_after=0.1), service=service, engine=engine)
     sim.run()
     stats = sim.engine.stats
     assert stats.dropped > 800
@@ -90,17 +94,17 @@ def test_requests_waiting_longer_than_drop_after_are_dropped_and_never_sent() ->
     assert sum(w.dropped for w in stats.windows) == stats.dropped
 
 
-def test_ramping_stages_follow_the_ramp() -> None:
+def test_ramping_stages_follow_the_ramp(engine: str) -> None:
     ramp = LoadPlan(TARGET, (RequestSpec("/"),), ArrivalSchedule.with_stages([(4, 1000)], 1000, 2))
-    sim = Simulation(ramp)
+    sim = Simulation(ramp, engine=engine)
     sim.run()
     windows = [w.requests for w in sim.engine.stats.windows]
     assert windows[:6] == [125, 375, 625, 875, 1000, 1000]
     assert sim.engine.stats.requests == 4000
 
 
-def test_connection_close_responses_open_new_connections() -> None:
-    sim = Simulation(plan(100, 1), keep_alive=False)
+def test_connection_close_responses_open_new_connections(engine: str) -> None:
+    sim = Simulation(plan(100, 1), keep_alive=False, engine=engine)
     sim.run()
     stats = sim.engine.stats
     assert stats.requests == 100
@@ -110,8 +114,10 @@ def test_connection_close_responses_open_new_connections() -> None:
     assert sim.engine.open == 0
 
 
-def test_unanswered_requests_time_out_as_errors() -> None:
-    sim = Simulation(plan(10, 1, timeout=0.5, connections=100), service=lambda now: None)
+def test_unanswered_requests_time_out_as_errors(engine: str) -> None:
+    sim = Simulation(
+        plan(10, 1, timeout=0.5, connections=100), service=lambda now: None, engine=engine
+    )
     sim.run()
     stats = sim.engine.stats
     assert stats.requests == stats.errors == 10
@@ -120,8 +126,8 @@ def test_unanswered_requests_time_out_as_errors() -> None:
     assert sim.engine.open == 0
 
 
-def test_refused_connections_fail_their_requests() -> None:
-    sim = Simulation(plan(100, 1), connect=lambda now: None)
+def test_refused_connections_fail_their_requests(engine: str) -> None:
+    sim = Simulation(plan(100, 1), connect=lambda now: None, engine=engine)
     sim.run()
     stats = sim.engine.stats
     assert stats.requests == stats.errors == 100
@@ -130,8 +136,8 @@ def test_refused_connections_fail_their_requests() -> None:
     assert summary["errorRatio"] == 1
 
 
-def test_error_statuses_count_as_errors_with_latency() -> None:
-    sim = Simulation(plan(100, 1), status=503)
+def test_error_statuses_count_as_errors_with_latency(engine: str) -> None:
+    sim = Simulation(plan(100, 1), status=503, engine=engine)
     sim.run()
     stats = sim.engine.stats
     assert stats.errors == stats.requests == 100
@@ -139,8 +145,8 @@ def test_error_statuses_count_as_errors_with_latency() -> None:
     assert stats.paths[1].errors == 75
 
 
-def test_stop_closes_everything_and_marks_the_run_stopped() -> None:
-    sim = Simulation(plan(1000, 10))
+def test_stop_closes_everything_and_marks_the_run_stopped(engine: str) -> None:
+    sim = Simulation(plan(1000, 10), engine=engine)
     sim.run(stop_at=2.5)
     stats = sim.engine.stats
     assert stats.stopped
@@ -152,14 +158,14 @@ def test_stop_closes_everything_and_marks_the_run_stopped() -> None:
     assert summary["achievedRatio"] == pytest.approx(1, abs=0.01)
 
 
-def test_workers_measure_disjoint_shares_that_merge_into_the_whole() -> None:
+def test_workers_measure_disjoint_shares_that_merge_into_the_whole(engine: str) -> None:
     shares = []
     for worker in range(3):
-        sim = Simulation(plan(900, 2), worker=worker, workers=3)
+        sim = Simulation(plan(900, 2), worker=worker, workers=3, engine=engine)
         sim.run()
         shares.append(RunStats.from_dict(sim.engine.stats.to_dict()))
     merged = RunStats.merged(shares)
-    single = Simulation(plan(900, 2))
+    single = Simulation(plan(900, 2), engine=engine)
     single.run()
     whole = single.engine.stats
     assert merged.requests == whole.requests == 1800
@@ -168,8 +174,10 @@ def test_workers_measure_disjoint_shares_that_merge_into_the_whole() -> None:
     assert merged.latency.count == whole.latency.count
 
 
-def test_preconnected_connections_carry_the_first_requests_and_the_schedule_starts_later() -> None:
-    sim = Simulation(plan(1000, 1), connect=lambda now: 0.05)
+def test_preconnected_connections_carry_the_first_requests_and_the_schedule_starts_later(
+    engine: str,
+) -> None:
+    sim = Simulation(plan(1000, 1), connect=lambda now: 0.05, engine=engine)
     sim.warm_up(3)
     assert sim.engine.open == len(sim.engine.idle) == 3
     assert sim.now == pytest.approx(0.05)
@@ -184,8 +192,8 @@ def test_preconnected_connections_carry_the_first_requests_and_the_schedule_star
     assert stats.start == pytest.approx(0.05)
 
 
-def test_failed_preconnects_are_no_requests_failures() -> None:
-    sim = Simulation(plan(100, 1), connect=lambda now: None)
+def test_failed_preconnects_are_no_requests_failures(engine: str) -> None:
+    sim = Simulation(plan(100, 1), connect=lambda now: None, engine=engine)
     sim.warm_up(5)
     assert sim.engine.open == 0
     sim.run()

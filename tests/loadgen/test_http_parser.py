@@ -6,6 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from shoal.loadgen._engine import NativeParser
 from shoal.loadgen.http import PureParser, ResponseError, ResponseParser, make_parser
 
 OK = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello"
@@ -20,7 +21,14 @@ INTERIM = b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 0\r\
 STREAM = OK + CHUNKED + INTERIM + CLOSE
 EXPECTED = [(200, True), (201, True), (200, True), (503, False)]
 
-PARSERS = ["pure", "httptools"]
+PARSERS = ["pure", "httptools", "native"]
+"""``native``: the compiled engine's parser (shoal.loadgen._engine), built wherever ``cc`` is."""
+SANS_IO = ["pure", "native"]
+"""The parsers that read HEAD responses and bodies delimited by the close."""
+
+
+def parser_of(kind: str) -> ResponseParser:
+    return NativeParser() if kind == "native" else make_parser(kind)
 
 
 def feed_all(parser: ResponseParser, pieces: list[bytes], count: int) -> list[tuple[int, bool]]:
@@ -34,34 +42,51 @@ def feed_all(parser: ResponseParser, pieces: list[bytes], count: int) -> list[tu
 
 @pytest.mark.parametrize("kind", PARSERS)
 def test_transcript(kind: str) -> None:
-    assert feed_all(make_parser(kind), [STREAM], 4) == EXPECTED
-    assert feed_all(make_parser(kind), [OLD], 1) == [(200, False)]
-    assert feed_all(make_parser(kind), [OLD_KEEP], 1) == [(204, True)]
+    assert feed_all(parser_of(kind), [STREAM], 4) == EXPECTED
+    assert feed_all(parser_of(kind), [OLD], 1) == [(200, False)]
+    assert feed_all(parser_of(kind), [OLD_KEEP], 1) == [(204, True)]
 
 
 @pytest.mark.parametrize("kind", PARSERS)
 def test_byte_by_byte(kind: str) -> None:
     pieces = [STREAM[i : i + 1] for i in range(len(STREAM))]
-    assert feed_all(make_parser(kind), pieces, 4) == EXPECTED
+    assert feed_all(parser_of(kind), pieces, 4) == EXPECTED
 
 
-@given(st.lists(st.integers(min_value=0, max_value=len(STREAM)), max_size=12))
-def test_any_split_gives_the_same_responses(cuts: list[int]) -> None:
+@pytest.mark.parametrize("kind", SANS_IO)
+@given(cuts=st.lists(st.integers(min_value=0, max_value=len(STREAM)), max_size=12))
+def test_any_split_gives_the_same_responses(kind: str, cuts: list[int]) -> None:
     points = sorted(set(cuts))
     pieces = [STREAM[a:b] for a, b in zip([0, *points], [*points, len(STREAM)], strict=True)]
-    assert feed_all(PureParser(), pieces, 4) == EXPECTED
+    assert feed_all(parser_of(kind), pieces, 4) == EXPECTED
 
 
-def test_head_responses_have_no_body() -> None:
-    parser = PureParser()
+@given(st.binary(max_size=200))
+def test_the_native_parser_agrees_with_the_pure_one_on_any_bytes(data: bytes) -> None:
+    results: list[list[tuple[int, bool]] | str] = []
+    parsers: list[ResponseParser] = [PureParser(), NativeParser()]
+    for parser in parsers:
+        parser.expect(False)
+        parser.expect(False)
+        try:
+            results.append(parser.feed(b"HTTP/1.1 200 OK\r\n" + data))
+        except ResponseError:
+            results.append("refused")
+    assert results[0] == results[1]
+
+
+@pytest.mark.parametrize("kind", SANS_IO)
+def test_head_responses_have_no_body(kind: str) -> None:
+    parser = parser_of(kind)
     parser.expect(True)
     parser.expect(False)
     head = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n"
     assert parser.feed(head + OK) == [(200, True), (200, True)]
 
 
-def test_body_until_close() -> None:
-    parser = PureParser()
+@pytest.mark.parametrize("kind", SANS_IO)
+def test_body_until_close(kind: str) -> None:
+    parser = parser_of(kind)
     parser.expect(False)
     assert parser.feed(b"HTTP/1.1 200 OK\r\n\r\nsome body") == []
     assert parser.feed(b" more") == []
@@ -83,15 +108,17 @@ def test_body_until_close() -> None:
         b"HTTP/1.1 101 Switching Protocols\r\n\r\n",
     ],
 )
-def test_malformed_responses_are_refused(data: bytes) -> None:
-    parser = PureParser()
+@pytest.mark.parametrize("kind", SANS_IO)
+def test_malformed_responses_are_refused(kind: str, data: bytes) -> None:
+    parser = parser_of(kind)
     parser.expect(False)
     with pytest.raises(ResponseError):
         parser.feed(data)
 
 
-def test_a_huge_head_is_refused() -> None:
-    parser = PureParser()
+@pytest.mark.parametrize("kind", SANS_IO)
+def test_a_huge_head_is_refused(kind: str) -> None:
+    parser = parser_of(kind)
     parser.expect(False)
     with pytest.raises(ResponseError):
         parser.feed(b"HTTP/1.1 200 OK\r\n" + b"X: y\r\n" * 20_000)

@@ -1412,214 +1412,281 @@ cdef class NativeEngine:
         self, int i, const char* buf, Py_ssize_t length, Py_ssize_t* at, double now,
         double done_at,
     ) noexcept nogil:
+        """Report every response the bytes complete; -1: not HTTP."""
         cdef Conn* c = &self.conns[i]
         cdef uint64_t serial = c.serial
-        cdef Py_ssize_t position = at[0], end, available, a, b
-        cdef int64_t size
-        cdef int digit, state
+        cdef int result
         while True:
-            state = c.pstate
-            if state == P_HEAD:
-                end = _find_head_end(buf, position, length)
-                if end < 0:
-                    if length - position > MAX_HEAD:
-                        return -1
-                    break
-                if self._head(c, buf + position, end - position) < 0:
+            result = _next_response(c, buf, length, at)
+            if result <= 0:
+                return result
+            self._response(i, now, done_at, c.status, c.keep)
+            if c.serial != serial:
+                return 0
+
+
+# -- the HTTP/1.1 response parser (http.PureParser's rules), on one connection's state ----------
+
+
+cdef int _next_response(Conn* c, const char* buf, Py_ssize_t length, Py_ssize_t* at) noexcept nogil:
+    """Run ``c``'s parser on ``buf`` from ``at[0]``: 1 when a response completed (its status and
+    keep-alive in ``c``, ``at[0]`` just past it), 0 when more bytes are needed (``at[0]``: what
+    was consumed), -1 when the bytes are not a valid response."""
+    cdef Py_ssize_t position = at[0], end, available, a, b
+    cdef int64_t size
+    cdef int digit, state
+    while True:
+        state = c.pstate
+        if state == P_HEAD:
+            end = _find_head_end(buf, position, length)
+            if end < 0:
+                if length - position > MAX_HEAD:
                     return -1
-                position = end + 4
-                if c.pstate == P_HEAD:  # no body (or an interim 1xx)
-                    if c.status >= 200:
-                        at[0] = position
-                        self._response(i, now, done_at, c.status, c.keep)
-                        if c.serial != serial:
-                            return 0
-                    continue
-            elif state == P_LENGTH:
-                available = length - position
-                if available < c.remaining:
-                    c.remaining -= available
-                    position = length
-                    break
-                position += c.remaining
-                c.pstate = P_HEAD
-                at[0] = position
-                self._response(i, now, done_at, c.status, c.keep)
-                if c.serial != serial:
-                    return 0
-            elif state == P_CHUNK_SIZE:
-                end = _find_crlf(buf, position, length)
-                if end < 0:
-                    if length - position > 1024:
-                        return -1
-                    break
-                b = end
-                a = position
-                while a < b and buf[a] != 59:  # ';' starts chunk extensions
-                    a += 1
-                b = a
-                a = position
-                while a < b and _space(<unsigned char>buf[a]):
-                    a += 1
-                while b > a and _space(<unsigned char>buf[b - 1]):
-                    b -= 1
-                if b == a or b - a > 16:
-                    return -1
-                size = 0
-                while a < b:
-                    digit = _lower(<unsigned char>buf[a])
-                    if 48 <= digit <= 57:
-                        size = size * 16 + (digit - 48)
-                    elif 97 <= digit <= 102:
-                        size = size * 16 + (digit - 87)
-                    else:
-                        return -1
-                    a += 1
-                position = end + 2
-                if size == 0:
-                    c.pstate = P_TRAILERS
-                else:
-                    c.remaining = size
-                    c.pstate = P_CHUNK_DATA
-            elif state == P_CHUNK_DATA:
-                available = length - position
-                if available < c.remaining:
-                    c.remaining -= available
-                    position = length
-                    break
-                position += c.remaining
-                c.pstate = P_CHUNK_CRLF
-            elif state == P_CHUNK_CRLF:
-                if length - position < 2:
-                    break
-                if buf[position] != 13 or buf[position + 1] != 10:
-                    return -1
-                position += 2
-                c.pstate = P_CHUNK_SIZE
-            elif state == P_TRAILERS:
-                end = _find_crlf(buf, position, length)
-                if end < 0:
-                    if length - position > MAX_HEAD:
-                        return -1
-                    break
-                a = end - position
-                position = end + 2
-                if a == 0:
-                    c.pstate = P_HEAD
+                break
+            if _parse_head(c, buf + position, end - position) < 0:
+                return -1
+            position = end + 4
+            if c.pstate == P_HEAD:  # no body (or an interim 1xx)
+                if c.status >= 200:
                     at[0] = position
-                    self._response(i, now, done_at, c.status, c.keep)
-                    if c.serial != serial:
-                        return 0
-            else:  # P_UNTIL_CLOSE: everything is body
+                    return 1
+                continue
+        elif state == P_LENGTH:
+            available = length - position
+            if available < c.remaining:
+                c.remaining -= available
                 position = length
                 break
-        at[0] = position
-        return 0
+            position += c.remaining
+            c.pstate = P_HEAD
+            at[0] = position
+            return 1
+        elif state == P_CHUNK_SIZE:
+            end = _find_crlf(buf, position, length)
+            if end < 0:
+                if length - position > 1024:
+                    return -1
+                break
+            b = end
+            a = position
+            while a < b and buf[a] != 59:  # ';' starts chunk extensions
+                a += 1
+            b = a
+            a = position
+            while a < b and _space(<unsigned char>buf[a]):
+                a += 1
+            while b > a and _space(<unsigned char>buf[b - 1]):
+                b -= 1
+            if b == a or b - a > 16:
+                return -1
+            size = 0
+            while a < b:
+                digit = _lower(<unsigned char>buf[a])
+                if 48 <= digit <= 57:
+                    size = size * 16 + (digit - 48)
+                elif 97 <= digit <= 102:
+                    size = size * 16 + (digit - 87)
+                else:
+                    return -1
+                a += 1
+            position = end + 2
+            if size == 0:
+                c.pstate = P_TRAILERS
+            else:
+                c.remaining = size
+                c.pstate = P_CHUNK_DATA
+        elif state == P_CHUNK_DATA:
+            available = length - position
+            if available < c.remaining:
+                c.remaining -= available
+                position = length
+                break
+            position += c.remaining
+            c.pstate = P_CHUNK_CRLF
+        elif state == P_CHUNK_CRLF:
+            if length - position < 2:
+                break
+            if buf[position] != 13 or buf[position + 1] != 10:
+                return -1
+            position += 2
+            c.pstate = P_CHUNK_SIZE
+        elif state == P_TRAILERS:
+            end = _find_crlf(buf, position, length)
+            if end < 0:
+                if length - position > MAX_HEAD:
+                    return -1
+                break
+            a = end - position
+            position = end + 2
+            if a == 0:
+                c.pstate = P_HEAD
+                at[0] = position
+                return 1
+        else:  # P_UNTIL_CLOSE: everything is body
+            position = length
+            break
+    at[0] = position
+    return 0
 
-    cdef int _head(self, Conn* c, const char* p, Py_ssize_t n) noexcept nogil:
-        """The status line and headers (http.PureParser._head's rules); -1: invalid."""
-        cdef Py_ssize_t eol, line, colon, a, b, t, u, space1, space2
-        cdef int status, keep, chunked = 0, has_length = 0, digit, head_only
-        cdef int64_t length = 0, parsed
-        eol = _find_crlf(p, 0, n)
+
+
+cdef int _parse_head(Conn* c, const char* p, Py_ssize_t n) noexcept nogil:
+    """The status line and headers (http.PureParser._head's rules); -1: invalid."""
+    cdef Py_ssize_t eol, line, colon, a, b, t, u, space1, space2
+    cdef int status, keep, chunked = 0, has_length = 0, digit, head_only
+    cdef int64_t length = 0, parsed
+    eol = _find_crlf(p, 0, n)
+    if eol < 0:
+        eol = n
+    # "HTTP/1.x SP status [SP reason]"
+    space1 = 0
+    while space1 < eol and p[space1] != 32:
+        space1 += 1
+    if space1 >= eol or space1 < 7 or not (
+        p[0] == 72 and p[1] == 84 and p[2] == 84 and p[3] == 80 and p[4] == 47
+        and p[5] == 49 and p[6] == 46
+    ):
+        return -1
+    space2 = space1 + 1
+    while space2 < eol and p[space2] != 32:
+        space2 += 1
+    if space2 - space1 - 1 != 3:
+        return -1
+    status = 0
+    for a in range(space1 + 1, space2):
+        digit = <unsigned char>p[a]
+        if digit < 48 or digit > 57:
+            return -1
+        status = status * 10 + digit - 48
+    if status < 100:
+        return -1
+    keep = space1 == 8 and p[7] == 49  # exactly HTTP/1.1
+    line = eol + 2
+    while line < n:
+        eol = _find_crlf(p, line, n)
         if eol < 0:
             eol = n
-        # "HTTP/1.x SP status [SP reason]"
-        space1 = 0
-        while space1 < eol and p[space1] != 32:
-            space1 += 1
-        if space1 >= eol or space1 < 7 or not (
-            p[0] == 72 and p[1] == 84 and p[2] == 84 and p[3] == 80 and p[4] == 47
-            and p[5] == 49 and p[6] == 46
+        colon = line
+        while colon < eol and p[colon] != 58:
+            colon += 1
+        if colon >= eol or colon == line or _space(<unsigned char>p[line]) or _space(
+            <unsigned char>p[colon - 1]
         ):
             return -1
-        space2 = space1 + 1
-        while space2 < eol and p[space2] != 32:
-            space2 += 1
-        if space2 - space1 - 1 != 3:
-            return -1
-        status = 0
-        for a in range(space1 + 1, space2):
-            digit = <unsigned char>p[a]
-            if digit < 48 or digit > 57:
+        a = colon + 1
+        b = eol
+        while a < b and _space(<unsigned char>p[a]):
+            a += 1
+        while b > a and _space(<unsigned char>p[b - 1]):
+            b -= 1
+        if _ieq(p + line, colon - line, b"content-length", 14):
+            if b == a or b - a > 18:
                 return -1
-            status = status * 10 + digit - 48
-        if status < 100:
-            return -1
-        keep = space1 == 8 and p[7] == 49  # exactly HTTP/1.1
+            parsed = 0
+            for t in range(a, b):
+                digit = <unsigned char>p[t]
+                if digit < 48 or digit > 57:
+                    return -1
+                parsed = parsed * 10 + digit - 48
+            if has_length and parsed != length:
+                return -1
+            length = parsed
+            has_length = 1
+        elif _ieq(p + line, colon - line, b"transfer-encoding", 17):
+            chunked = b - a >= 7 and _ieq(p + b - 7, 7, b"chunked", 7)
+        elif _ieq(p + line, colon - line, b"connection", 10):
+            # comma-separated tokens: close wins over keep-alive
+            t = a
+            digit = 0  # 1: keep-alive seen, 2: close seen
+            while t <= b:
+                u = t
+                while u < b and p[u] != 44:
+                    u += 1
+                a = t
+                t = u + 1
+                while a < u and _space(<unsigned char>p[a]):
+                    a += 1
+                while u > a and _space(<unsigned char>p[u - 1]):
+                    u -= 1
+                if _ieq(p + a, u - a, b"close", 5):
+                    digit = 2
+                elif digit == 0 and _ieq(p + a, u - a, b"keep-alive", 10):
+                    digit = 1
+            if digit == 2:
+                keep = 0
+            elif digit == 1:
+                keep = 1
         line = eol + 2
-        while line < n:
-            eol = _find_crlf(p, line, n)
-            if eol < 0:
-                eol = n
-            colon = line
-            while colon < eol and p[colon] != 58:
-                colon += 1
-            if colon >= eol or colon == line or _space(<unsigned char>p[line]) or _space(
-                <unsigned char>p[colon - 1]
-            ):
-                return -1
-            a = colon + 1
-            b = eol
-            while a < b and _space(<unsigned char>p[a]):
-                a += 1
-            while b > a and _space(<unsigned char>p[b - 1]):
-                b -= 1
-            if _ieq(p + line, colon - line, b"content-length", 14):
-                if b == a or b - a > 18:
-                    return -1
-                parsed = 0
-                for t in range(a, b):
-                    digit = <unsigned char>p[t]
-                    if digit < 48 or digit > 57:
-                        return -1
-                    parsed = parsed * 10 + digit - 48
-                if has_length and parsed != length:
-                    return -1
-                length = parsed
-                has_length = 1
-            elif _ieq(p + line, colon - line, b"transfer-encoding", 17):
-                chunked = b - a >= 7 and _ieq(p + b - 7, 7, b"chunked", 7)
-            elif _ieq(p + line, colon - line, b"connection", 10):
-                # comma-separated tokens: close wins over keep-alive
-                t = a
-                digit = 0  # 1: keep-alive seen, 2: close seen
-                while t <= b:
-                    u = t
-                    while u < b and p[u] != 44:
-                        u += 1
-                    a = t
-                    t = u + 1
-                    while a < u and _space(<unsigned char>p[a]):
-                        a += 1
-                    while u > a and _space(<unsigned char>p[u - 1]):
-                        u -= 1
-                    if _ieq(p + a, u - a, b"close", 5):
-                        digit = 2
-                    elif digit == 0 and _ieq(p + a, u - a, b"keep-alive", 10):
-                        digit = 1
-                if digit == 2:
-                    keep = 0
-                elif digit == 1:
-                    keep = 1
-            line = eol + 2
-        c.status = status
-        c.keep = keep
-        if status < 200:
-            if status == 101:
-                return -1
-            c.pstate = P_HEAD
-            return 0
-        head_only = c.head_only
-        c.head_only = 0
-        if head_only or status == 204 or status == 304:
-            c.pstate = P_HEAD
-        elif chunked:
-            c.pstate = P_CHUNK_SIZE
-        elif has_length:
-            c.remaining = length
-            c.pstate = P_LENGTH if length else P_HEAD
-        else:
-            c.keep = 0
-            c.pstate = P_UNTIL_CLOSE
+    c.status = status
+    c.keep = keep
+    if status < 200:
+        if status == 101:
+            return -1
+        c.pstate = P_HEAD
         return 0
+    head_only = c.head_only
+    c.head_only = 0
+    if head_only or status == 204 or status == 304:
+        c.pstate = P_HEAD
+    elif chunked:
+        c.pstate = P_CHUNK_SIZE
+    elif has_length:
+        c.remaining = length
+        c.pstate = P_LENGTH if length else P_HEAD
+    else:
+        c.keep = 0
+        c.pstate = P_UNTIL_CLOSE
+    return 0
+
+
+cdef class NativeParser:
+    """The compiled parser with :class:`shoal.loadgen.http.ResponseParser`'s contract (for tests
+    and comparisons: the engine runs the same functions on each connection's state)."""
+
+    cdef Conn conn
+    cdef bytes buffer
+    cdef object expected
+    cdef bint loaded
+
+    def __cinit__(self):
+        from collections import deque
+
+        memset(&self.conn, 0, sizeof(Conn))
+        self.conn.fd = -1
+        self.conn.pstate = P_HEAD
+        self.buffer = b""
+        self.expected = deque()
+        self.loaded = False
+
+    def expect(self, bint head_only):
+        """A request was sent; ``head_only``: its response has no body."""
+        self.expected.append(head_only)
+
+    def feed(self, bytes data):
+        """The responses the bytes complete, as ``(status, keep_alive)``."""
+        from shoal.loadgen.http import ResponseError
+
+        cdef bytes buffer = self.buffer + data if self.buffer else data
+        cdef Py_ssize_t position = 0
+        cdef int result
+        done = []
+        while True:
+            if not self.loaded:
+                self.conn.head_only = self.expected.popleft() if self.expected else False
+                self.loaded = True
+            result = _next_response(&self.conn, buffer, len(buffer), &position)
+            if result < 0:
+                raise ResponseError("not a valid HTTP/1.x response")
+            if result == 0:
+                break
+            self.loaded = False
+            done.append((self.conn.status, bool(self.conn.keep)))
+        self.buffer = buffer[position:]
+        return done
+
+    def feed_eof(self):
+        """The server closed the connection: a body delimited by the close is complete."""
+        if self.conn.pstate == P_UNTIL_CLOSE:
+            self.conn.pstate = P_HEAD
+            return [(self.conn.status, False)]
+        return []

@@ -84,6 +84,27 @@ async def test_a_refused_port_fails_every_request(engine: str) -> None:
 
 
 @pytest.mark.parametrize("engine", ENGINES)
+async def test_a_server_that_never_answers_times_every_request_out(engine: str) -> None:
+    # A listening socket nobody accepts from: connects succeed (the kernel's backlog), answers
+    # never come.
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(64)
+        port = silent.getsockname()[1]
+        target, _ = parse_target(f"http://127.0.0.1:{port}")
+        plan = LoadPlan(
+            target,
+            (RequestSpec("/"),),
+            ArrivalSchedule.constant(20, 0.5),
+            LoadSettings(connections=16, timeout=0.5, drop_after=30.0),
+        )
+        stats = await run_load(plan, engine=engine)
+    assert stats.requests == stats.errors == 10
+    assert stats.failures == {"timeout": 10}
+    assert stats.latency.count == 0
+
+
+@pytest.mark.parametrize("engine", ENGINES)
 async def test_stop_ends_the_run_early(engine: str) -> None:
     async with serving() as http_server:
         plan = make_plan(http_server, RequestSpec("/ok"), rate=100, duration=60)

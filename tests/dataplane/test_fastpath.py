@@ -15,7 +15,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from shoal.dataplane.fastpath import forwarding_tail, scan_request, scan_response
+from shoal.dataplane import fastpath as reference
+from shoal.dataplane.fastpath import forwarding_tail
 from shoal.dataplane.http1 import (
     Data,
     EndOfMessage,
@@ -28,7 +29,10 @@ from shoal.dataplane.http1 import (
 )
 from shoal.dataplane.proxy import ForwardingSettings, client_response, upstream_request
 
+from .implementations import IMPLEMENTATIONS, fastpath
+
 LIMITS = Limits()
+
 PEER = "10.1.2.3"
 
 METHODS = [b"GET", b"HEAD", b"POST", b"PUT", b"DELETE", b"PATCH", b"OPTIONS", b"CONNECT",
@@ -93,9 +97,11 @@ def general_request(kind: str, data: bytes) -> list[Event]:
     return parser.feed(data)
 
 
+@pytest.mark.parametrize("implementation", IMPLEMENTATIONS)
 @settings(max_examples=400, deadline=None)
 @given(requests())
-def test_scan_request_agrees_with_both_parsers(data: bytes) -> None:
+def test_scan_request_agrees_with_both_parsers(implementation: str, data: bytes) -> None:
+    scan_request = fastpath(implementation).scan_request
     scanned = scan_request(data, LIMITS)
     if scanned is None:
         return
@@ -114,7 +120,9 @@ def test_scan_request_agrees_with_both_parsers(data: bytes) -> None:
         assert data[: end - 2] + tail + body == head + framer.data(body) + framer.end()
 
 
-def test_scan_request_takes_the_common_requests() -> None:
+@pytest.mark.parametrize("implementation", IMPLEMENTATIONS)
+def test_scan_request_takes_the_common_requests(implementation: str) -> None:
+    scan_request = fastpath(implementation).scan_request
     get = b"GET /users/42 HTTP/1.1\r\nHost: app\r\nUser-Agent: wrk\r\n\r\n"
     scanned = scan_request(get, LIMITS)
     assert scanned is not None
@@ -140,11 +148,15 @@ def test_scan_request_takes_the_common_requests() -> None:
         b"GET / HTTP/1.1\r\nHost: a\r\nX-Forwarded-For: 1.2.3.4\r\n\r\n",
     ],
 )
-def test_scan_request_leaves_the_rest_to_the_general_path(raw: bytes) -> None:
+@pytest.mark.parametrize("implementation", IMPLEMENTATIONS)
+def test_scan_request_leaves_the_rest_to_the_general_path(implementation: str, raw: bytes) -> None:
+    scan_request = fastpath(implementation).scan_request
     assert scan_request(raw, LIMITS) is None
 
 
-def test_scan_request_respects_the_limits() -> None:
+@pytest.mark.parametrize("implementation", IMPLEMENTATIONS)
+def test_scan_request_respects_the_limits(implementation: str) -> None:
+    scan_request = fastpath(implementation).scan_request
     many = b"GET / HTTP/1.1\r\nHost: a\r\n" + b"X-A: b\r\n" * 20 + b"\r\n"
     assert scan_request(many, LIMITS) is not None
     assert scan_request(many, Limits(max_headers=10)) is None
@@ -197,9 +209,13 @@ def general_response(
     return response.status, out, ended, response.keep_alive, response
 
 
+@pytest.mark.parametrize("implementation", IMPLEMENTATIONS)
 @settings(max_examples=400, deadline=None)
 @given(responses(), st.booleans())
-def test_scan_response_agrees_with_the_general_path(data: bytes, keep_alive: bool) -> None:
+def test_scan_response_agrees_with_the_general_path(
+    implementation: str, data: bytes, keep_alive: bool
+) -> None:
+    scan_response = fastpath(implementation).scan_response
     scanned = scan_response(data, keep_alive)
     if scanned is None:
         return
@@ -214,7 +230,9 @@ def test_scan_response_agrees_with_the_general_path(data: bytes, keep_alive: boo
     assert rest == (response.content_length or 0) - body
 
 
-def test_scan_response_rewrites_nginx_answers() -> None:
+@pytest.mark.parametrize("implementation", IMPLEMENTATIONS)
+def test_scan_response_rewrites_nginx_answers(implementation: str) -> None:
+    scan_response = fastpath(implementation).scan_response
     raw = (
         b"HTTP/1.1 200 OK\r\nServer: nginx\r\nContent-Length: 5\r\nConnection: keep-alive\r\n"
         b"Keep-Alive: timeout=5\r\n\r\nhello"
@@ -244,5 +262,84 @@ def test_scan_response_rewrites_nginx_answers() -> None:
         b"HTTP/1.1 200 OK\r\nConnection: x-thing\r\nX-Thing: 1\r\nContent-Length: 0\r\n\r\n",
     ],
 )
-def test_scan_response_leaves_the_rest_to_the_general_path(raw: bytes) -> None:
+@pytest.mark.parametrize("implementation", IMPLEMENTATIONS)
+def test_scan_response_leaves_the_rest_to_the_general_path(implementation: str, raw: bytes) -> None:
+    scan_response = fastpath(implementation).scan_response
     assert scan_response(raw, True) is None
+
+
+MUTATIONS = [b"\r", b"\n", b" ", b":", b"\x00", b"\x7f", b"\xff", b"A", b"0", b"/", b"\t"]
+
+
+@st.composite
+def mutated(draw: st.DrawFn, heads: st.SearchStrategy[bytes]) -> bytes:
+    """A generated head with a few bytes replaced, inserted or cut (every branch of the scanners)."""
+    data = bytearray(draw(heads))
+    for _ in range(draw(st.integers(0, 3))):
+        if not data:
+            break
+        at = draw(st.integers(0, len(data) - 1))
+        action = draw(st.sampled_from(["replace", "insert", "cut"]))
+        byte = draw(st.sampled_from(MUTATIONS))
+        if action == "replace":
+            data[at : at + 1] = byte
+        elif action == "insert":
+            data[at:at] = byte
+        else:
+            del data[at : at + draw(st.integers(1, 4))]
+    return bytes(data)
+
+
+@pytest.mark.parametrize("implementation", IMPLEMENTATIONS)
+@settings(max_examples=600, deadline=None)
+@given(
+    mutated(requests()), st.sampled_from([LIMITS, Limits(max_headers=3), Limits(max_body_size=4)])
+)
+def test_scan_request_is_the_reference_exactly(
+    implementation: str, data: bytes, limits: Limits
+) -> None:
+    """Every implementation gives what fastpath.py gives: the same None, request and offset."""
+    assert fastpath(implementation).scan_request(data, limits) == reference.scan_request(
+        data, limits
+    )
+
+
+@pytest.mark.parametrize("implementation", IMPLEMENTATIONS)
+@settings(max_examples=600, deadline=None)
+@given(mutated(responses()), st.booleans())
+def test_scan_response_is_the_reference_exactly(
+    implementation: str, data: bytes, keep_alive: bool
+) -> None:
+    """Every implementation gives what fastpath.py gives: the same None, status and bytes."""
+    expected = reference.scan_response(data, keep_alive)
+    assert fastpath(implementation).scan_response(data, keep_alive) == expected
+
+
+EDGE_REQUESTS = [
+    b"GET / HTTP/1.1\r\nHost: a\r\nClose: x\r\n\r\n",  # "close" is special in responses only
+    b"GET / HTTP/1.1\r\nHost: a\r\nProxy-: x\r\n\r\n",
+    b"GET / HTTP/1.1\r\nhost: a\r\ncontent-length: 0\r\n\r\n",
+    b"OPTIONS /x HTTP/1.1\r\nHost: a\r\nContent-Length: 000000000000000001\r\n\r\nx",
+    b"DELETE /x HTTP/1.1\r\nHost: a\r\nContent-Length: 0000000000000000001\r\n\r\nx",
+    b"PATCH /x HTTP/1.1\r\nHost: a\r\nX-A: b: c\r\nte: x\r\n\r\n",
+    b"GET / HTTP/1.1\r\nHost: a\r\n\r",
+    b"GET / HTTP/1.1\r\nHost: a \r\n\r\n",
+]
+EDGE_RESPONSES = [
+    b"HTTP/1.1 200 OK\r\nKeep-Alive: timeout=5\r\nContent-Length: 2\r\nConnection: Close\r\n\r\nok",
+    b"HTTP/1.1 200 OK\r\nKeep-Alive: a\r\nConnection: close\r\nKeep-Alive: b\r\nContent-Length: 0\r\n\r\n",
+    b"HTTP/1.1 200 OK\r\nHost: x\r\nExpect: y\r\nContent-Length: 0\r\n\r\n",
+    b"HTTP/1.1 200 \r\nContent-Length: 1\r\n\r\n",
+    b"HTTP/1.1 499 Odd\r\nContent-Length: 3\r\nClose: 1\r\n\r\n",
+    b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nProxy-Thing: 1\r\n\r\n",
+]
+
+
+@pytest.mark.parametrize("implementation", IMPLEMENTATIONS)
+def test_edge_heads_give_the_reference_exactly(implementation: str) -> None:
+    module = fastpath(implementation)
+    for raw in EDGE_REQUESTS:
+        assert module.scan_request(raw, LIMITS) == reference.scan_request(raw, LIMITS), raw
+    for raw in EDGE_RESPONSES:
+        for keep in (True, False):
+            assert module.scan_response(raw, keep) == reference.scan_response(raw, keep), raw

@@ -37,7 +37,7 @@ import logging
 import time
 from collections import deque
 from collections.abc import Callable, Coroutine
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 from zlib import crc32
 
 from shoal.components.ambassadors import memcache, resp
@@ -59,6 +59,14 @@ from shoal.components.ambassadors.servers import (
     ServerUp,
     hashed_part,
 )
+
+if TYPE_CHECKING:
+    from shoal.components.ambassadors import _cyshim as cython
+else:
+    try:
+        import cython
+    except ImportError:  # no Cython: the decorators and declarations mean nothing then
+        from shoal.components.ambassadors import _cyshim as cython
 
 __all__ = ["Ambassador"]
 
@@ -114,25 +122,48 @@ def _fill(slot: "list[Any] | _PartSlot", reply: bytes, dirty: "list[_Client]") -
         dirty.append(client)
 
 
-class _ServerConn(asyncio.Protocol):
-    """One persistent connection to a server, with the FIFO of slots awaiting its replies."""
+@cython.cclass
+class _ServerConn:
+    """One persistent connection to a server, with the FIFO of slots awaiting its replies.
+
+    An asyncio protocol (the loop calls its methods by name; not a subclass of
+    ``asyncio.Protocol`` so that, compiled, it is an extension type with C fields).
+    """
+
+    backend: "_Backend" = cython.declare(object, visibility="public")
+    ambassador: "Ambassador" = cython.declare(object, visibility="public")
+    clock: Callable[[], float] = cython.declare(object, visibility="public")
+    """The loop's clock once connected."""
+    transport: asyncio.Transport | None = cython.declare(object, visibility="public")
+    state: str = cython.declare(object, visibility="public")
+    """closed | connecting | open"""
+    out: list[bytes] = cython.declare(object, visibility="public")
+    """Requests to write at the end of the loop iteration."""
+    pending: deque[list[Any] | _PartSlot] = cython.declare(object, visibility="public")
+    """The slots awaiting this connection's replies, oldest first."""
+    kinds: deque[bool] = cython.declare(object, visibility="public")
+    """memcached only, aligned with ``pending``: is the reply a retrieval (VALUE ... END)?"""
+    requests: int = cython.declare(object, visibility="public")
+    """Requests sent on this connection (the metrics' per-server count)."""
+    buf: bytes = cython.declare(object, visibility="public")
+    queued: bool = cython.declare(object, visibility="public")
+    """In the ambassador's list of connections to write at the end of the loop iteration."""
+    since: float = cython.declare(object, visibility="public")
+    """When the oldest pending request was sent (or the last reply came): the timeout's base."""
 
     def __init__(self, backend: "_Backend") -> None:
         self.backend = backend
         self.ambassador = backend.ambassador
-        self.clock: Callable[[], float] = time.monotonic  # the loop's clock once connected
-        self.transport: asyncio.Transport | None = None
-        self.state = "closed"  # closed | connecting | open
-        self.out: list[bytes] = []
-        self.pending: deque[list[Any] | _PartSlot] = deque()
-        self.kinds: deque[bool] = deque()
-        """memcached only, aligned with ``pending``: is the reply a retrieval (VALUE ... END)?"""
+        self.clock = time.monotonic
+        self.transport = None
+        self.state = "closed"
+        self.out = []
+        self.pending = deque()
+        self.kinds = deque()
         self.requests = 0
-        """Requests sent on this connection (the metrics' per-server count)."""
         self.buf = b""
         self.queued = False
         self.since = 0.0
-        """When the oldest pending request was sent (or the last reply came): the timeout's base."""
 
     # -- sending
 
@@ -167,7 +198,10 @@ class _ServerConn(asyncio.Protocol):
         loop = asyncio.get_running_loop()
         try:
             async with asyncio.timeout(self.ambassador.settings.connect_timeout):
-                await loop.create_connection(lambda: self, spec.host, spec.port)
+                # A protocol by its methods, not by class (see the class docstring).
+                await loop.create_connection(
+                    lambda: cast(asyncio.Protocol, self), spec.host, spec.port
+                )
         except TimeoutError:
             self.fail(f"connect timed out after {self.ambassador.settings.connect_timeout:g}s")
         except OSError as error:
@@ -185,6 +219,7 @@ class _ServerConn(asyncio.Protocol):
         if self.out:
             self.flush()
 
+    @cython.annotation_typing(True)
     def data_received(self, data: bytes) -> None:
         buf = self.buf + data if self.buf else data
         pending = self.pending
@@ -214,7 +249,7 @@ class _ServerConn(asyncio.Protocol):
                     slot = popleft()
                     if type(slot) is list:
                         slot[1] = reply
-                        client = slot[0]
+                        client: _Client = slot[0]
                         if not client.dirty:
                             client.dirty = True
                             dirty.append(client)
@@ -236,6 +271,15 @@ class _ServerConn(asyncio.Protocol):
                 ambassador.server_ok(self.backend)
         if len(dirty) > was_dirty:
             ambassador.schedule_flush()
+
+    def eof_received(self) -> bool | None:
+        return None  # close; connection_lost follows
+
+    def pause_writing(self) -> None:
+        """The server does not read: the requests wait in the transport's buffer."""
+
+    def resume_writing(self) -> None:
+        pass
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self.state == "closed":
@@ -299,25 +343,41 @@ class _Backend:
         return self.ambassador.planner.unavailable(self.spec.key)
 
 
-class _Client(asyncio.Protocol):
-    """One client connection: parse, plan, dispatch; replies written in request order."""
+@cython.cclass
+class _Client:
+    """One client connection: parse, plan, dispatch; replies written in request order.
+
+    An asyncio protocol, like :class:`_ServerConn` (an extension type when compiled).
+    """
+
+    ambassador: "Ambassador" = cython.declare(object, visibility="public")
+    transport: asyncio.Transport | None = cython.declare(object, visibility="public")
+    slots: deque[list[Any]] = cython.declare(object, visibility="public")
+    """A ``[client, reply]`` slot per request, in request order."""
+    dirty: bool = cython.declare(object, visibility="public")
+    """In the ambassador's list of clients to write to at the end of the loop iteration."""
+    closing: bool = cython.declare(object, visibility="public")
+    paused: bool = cython.declare(object, visibility="public")
+    write_paused: bool = cython.declare(object, visibility="public")
+    max_pending: int = cython.declare(object, visibility="public")
+    clock: Callable[[], float] = cython.declare(object, visibility="public")
+    memcached: bool = cython.declare(object, visibility="public")
+    parser: resp.RequestParser | memcache.RequestParser = cython.declare(
+        object, visibility="public"
+    )
 
     def __init__(self, ambassador: "Ambassador") -> None:
         self.ambassador = ambassador
-        self.transport: asyncio.Transport | None = None
-        self.slots: deque[list[Any]] = deque()
+        self.transport = None
+        self.slots = deque()
         self.dirty = False
         self.closing = False
         self.paused = False
         self.write_paused = False
         settings = ambassador.settings
         self.max_pending = settings.max_pending
-        loop = ambassador.loop
-        # Bound methods looked up once: they run once per read.
-        self.clock = loop.time
-        self.call_soon = loop.call_soon
+        self.clock = ambassador.loop.time  # looked up once: it runs once per read
         self.memcached = settings.protocol == "memcached"
-        self.parser: resp.RequestParser | memcache.RequestParser
         if self.memcached:
             self.parser = memcache.RequestParser(max_value_bytes=settings.value_limit())
         else:
@@ -329,6 +389,9 @@ class _Client(asyncio.Protocol):
         self.transport = transport  # type: ignore[assignment]  # uvloop's transports quack alike
         self.ambassador.clients.add(self)
         self.ambassador.metrics.clients_total += 1
+
+    def eof_received(self) -> bool | None:
+        return None  # close; connection_lost follows
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.transport = None
@@ -357,6 +420,7 @@ class _Client(asyncio.Protocol):
             self.paused = False
             self.transport.resume_reading()
 
+    @cython.annotation_typing(True)
     def data_received(self, data: bytes) -> None:
         if self.closing:
             return
@@ -422,7 +486,7 @@ class _Client(asyncio.Protocol):
                         key = hashed_part(key, tag)
                     server = table[crc32(key) % size] if size else lookup(key)
                     if not health.any_down or health.available(server, now):
-                        conn = first[server] if first else backends[server].conn()
+                        conn: _ServerConn = first[server] if first else backends[server].conn()
                         conn.requests += 1
                         slot = [self, None]
                         slots.append(slot)
@@ -481,6 +545,7 @@ class _Client(asyncio.Protocol):
             return True
         return False
 
+    @cython.annotation_typing(True)
     def flush(self) -> None:
         """Write every reply at the head of the queue that is known, in one write."""
         self.dirty = False
@@ -566,7 +631,7 @@ class Ambassador:
         """Listen on ``host:port``; ``reuse_port``: share it with other processes (workers)."""
         self._loop = asyncio.get_running_loop()
         self._server = await self._loop.create_server(
-            lambda: _Client(self),
+            lambda: cast(asyncio.Protocol, _Client(self)),
             host,
             port,
             backlog=self.settings.backlog,

@@ -11,7 +11,7 @@ build tools), and it is what mypy reads.
 """
 
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 __all__ = [
     "annotation_typing",
@@ -50,8 +50,9 @@ def cfunc(function: _T) -> _T:
     return function
 
 
-def declare(kind: Callable[..., _T], value: _T) -> _T:
-    """A C variable of type ``kind`` (here: just ``value``)."""
+def declare(kind: object, value: Any = None, *, visibility: str = "private") -> Any:
+    """A C variable of type ``kind`` (here: just ``value``); in a class body, a C field
+    (``visibility="public"``: readable and writable from Python code too)."""
     return value
 
 

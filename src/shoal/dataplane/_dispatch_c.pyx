@@ -1,4 +1,4 @@
-# cython: annotation_typing=False, wraparound=True, boundscheck=True
+# cython: wraparound=True, boundscheck=True
 # dispatch.py compiled a second time, from the same source (see native.py).
 include "dispatch.py"
 
@@ -10,4 +10,3 @@ from shoal.dataplane._health_c import (
     RetryBudget,
 )
 from shoal.dataplane._balancing_c import make_picker
-from shoal.dataplane.dispatch import EndpointStats, Histogram

@@ -42,8 +42,7 @@ import logging
 import random
 import re
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
-from typing import Final, Protocol
+from typing import TYPE_CHECKING, Final, Protocol
 
 from shoal.dataplane.balancing import BalancingSettings, Endpoint, Picker, make_picker
 from shoal.dataplane.config import BackendConfig, RouteConfig, split_address
@@ -73,6 +72,14 @@ __all__ = [
     "RequestPick",
     "RouteState",
 ]
+
+if TYPE_CHECKING:
+    from shoal.dataplane import _cyshim as cython
+else:
+    try:
+        import cython
+    except ImportError:  # no Cython: the decorators and declarations below mean nothing then
+        from shoal.dataplane import _cyshim as cython
 
 log = logging.getLogger("shoal.dataplane.proxy")
 
@@ -106,23 +113,34 @@ class Hooks(Protocol):
         """Active checks should be looked at again (endpoints were added)."""
 
 
+# The per-request classes below are extension types when compiled (see shoal.dataplane.native):
+# ``cython.declare(..., visibility="public")`` makes a C field that Python code can still read.
+
+
+@cython.cclass
 class EndpointStats:
     """Counters of one endpoint in one shard of one route (for ``/metrics``)."""
 
-    __slots__ = ("connect_errors", "ejections", "resets", "responses")
+    responses: list[int] = cython.declare(list, visibility="public")
+    """By status class: index 1-5 for 1xx-5xx, 0 for exchanges that got no status."""
+    connect_errors: int = cython.declare(cython.long, visibility="public")
+    resets: int = cython.declare(cython.long, visibility="public")
+    ejections: int = cython.declare(cython.long, visibility="public")
 
     def __init__(self) -> None:
         self.responses = [0, 0, 0, 0, 0, 0]
-        """By status class: index 1-5 for 1xx-5xx, 0 for exchanges that got no status."""
         self.connect_errors = 0
         self.resets = 0
         self.ejections = 0
 
 
+@cython.cclass
 class Histogram:
     """A latency histogram over :data:`LATENCY_BUCKETS` (counts per bucket, not cumulative)."""
 
-    __slots__ = ("count", "counts", "total")
+    counts: list[int] = cython.declare(list, visibility="public")
+    total: float = cython.declare(cython.double, visibility="public")
+    count: int = cython.declare(cython.long, visibility="public")
 
     def __init__(self) -> None:
         self.counts = [0] * (len(LATENCY_BUCKETS) + 1)
@@ -135,102 +153,134 @@ class Histogram:
         self.count += 1
 
 
-class RequestPick(Pick):
-    """The pick of one request, with what its route state needs to finish it."""
+@cython.cclass
+class RequestPick:
+    """The pick of one request, with what its route state needs to finish it.
 
-    __slots__ = (
-        "chooser",
-        "endpoint",
-        "limiter",
-        "open",
-        "peer",
-        "request",
-        "retrying",
-        "route",
-        "shard",
-        "started",
-        "stats",
-        "ticket",
-        "tried",
-        "tries",
-    )
+    A :class:`~shoal.dataplane.driver.Pick` in shape (``address``, ``state``, ``queued``,
+    ``on_ready``), not by inheritance, so that the compiled build can be an extension type.
+    """
+
+    address: Address = cython.declare(object, visibility="public")
+    state: object = cython.declare(object, visibility="public")
+    queued: bool = cython.declare(cython.bint, visibility="public")
+    on_ready: Callable[[], None] | None = cython.declare(object, visibility="public")
+    route: "RouteState" = cython.declare(object, visibility="public")
+    """The route state the request began on (its retry budget and counters)."""
+    chooser: "RouteState" = cython.declare(object, visibility="public")
+    """The route state that chose the current attempt's endpoint (the latest at retries)."""
+    request: Request = cython.declare(object, visibility="public")
+    peer: str = cython.declare(object, visibility="public")
+    started: float = cython.declare(cython.double, visibility="public")
+    endpoint: Endpoint | None = cython.declare(object, visibility="public")
+    limiter: "_Admission | None" = cython.declare(object, visibility="public")
+    shard: str = cython.declare(object, visibility="public")
+    stats: EndpointStats | None = cython.declare(EndpointStats, visibility="public")
+    ticket: int = cython.declare(cython.long, visibility="public")
+    open: bool = cython.declare(cython.bint, visibility="public")
+    """An attempt holds an endpoint slot (sent, or queued)."""
+    retrying: bool = cython.declare(cython.bint, visibility="public")
+    """The current attempt is a retry holding a slot of the retry budget."""
+    tries: int = cython.declare(cython.long, visibility="public")
+    tried: frozenset[str] = cython.declare(frozenset, visibility="public")
 
     def __init__(self, route: "RouteState", request: Request, peer: str, started: float) -> None:
-        # Pick's fields set here rather than through super().__init__: one call less per request.
-        self.address: Address = ("", 0)
-        self.state: object = None
+        self.address = ("", 0)
+        self.state = None
         self.queued = False
-        self.on_ready: Callable[[], None] | None = None
+        self.on_ready = None
         self.route = route
-        """The route state the request began on (its retry budget and counters)."""
         self.chooser = route
-        """The route state that chose the current attempt's endpoint (the latest at retries)."""
         self.request = request
         self.peer = peer
         self.started = started
-        self.endpoint: Endpoint | None = None
-        self.limiter: _Admission | None = None
+        self.endpoint = None
+        self.limiter = None
         self.shard = ""
-        self.stats: EndpointStats | None = None
+        self.stats = None
         self.ticket = 0
         self.open = False
-        """An attempt holds an endpoint slot (sent, or queued)."""
         self.retrying = False
-        """The current attempt is a retry holding a slot of the retry budget."""
         self.tries = 0
-        self.tried: frozenset[str] = frozenset()
+        self.tried = frozenset()
 
 
+@cython.cclass
 class _Admission:
     """A route's pending limiter and the picks queued on it."""
 
-    __slots__ = ("limiter", "waiters")
+    limiter: PendingLimiter = cython.declare(object, visibility="public")
+    waiters: dict[int, RequestPick] = cython.declare(dict, visibility="public")
 
     def __init__(self, limiter: PendingLimiter) -> None:
         self.limiter = limiter
-        self.waiters: dict[int, RequestPick] = {}
+        self.waiters = {}
 
 
-@dataclass(slots=True)
+@cython.cclass
 class _Shared:
     """The part of a route that survives configuration swaps (see the module docstring)."""
 
-    config: RouteConfig
-    active: ActiveHealth | None
-    outlier: OutlierDetector
-    budget: RetryBudget
-    admission: _Admission
-    router: Router | None
-    picker: Picker | None
-    endpoints: dict[str, Endpoint]
-    stats: dict[str, dict[str, EndpointStats]]
-    latency: dict[str, Histogram]
-    counters: list[int]
+    config: RouteConfig = cython.declare(object, visibility="public")
+    active: ActiveHealth | None = cython.declare(object, visibility="public")
+    outlier: OutlierDetector = cython.declare(object, visibility="public")
+    budget: RetryBudget = cython.declare(object, visibility="public")
+    admission: _Admission = cython.declare(_Admission, visibility="public")
+    router: Router | None = cython.declare(object, visibility="public")
+    picker: Picker | None = cython.declare(object, visibility="public")
+    endpoints: dict[str, Endpoint] = cython.declare(dict, visibility="public")
+    stats: dict[str, dict[str, EndpointStats]] = cython.declare(dict, visibility="public")
+    latency: dict[str, Histogram] = cython.declare(dict, visibility="public")
+    counters: list[int] = cython.declare(list, visibility="public")
     """Retries granted and requests that found no endpoint (one list, shared across swaps)."""
-    excluded: frozenset[str] = frozenset()
+    excluded: frozenset[str] = cython.declare(frozenset, visibility="public")
+
+    def __init__(
+        self,
+        config: RouteConfig,
+        active: ActiveHealth | None,
+        outlier: OutlierDetector,
+        budget: RetryBudget,
+        admission: _Admission,
+        router: Router | None,
+        picker: Picker | None,
+        endpoints: dict[str, Endpoint],
+        stats: dict[str, dict[str, EndpointStats]],
+        latency: dict[str, Histogram],
+        counters: list[int],
+    ) -> None:
+        self.config = config
+        self.active = active
+        self.outlier = outlier
+        self.budget = budget
+        self.admission = admission
+        self.router = router
+        self.picker = picker
+        self.endpoints = endpoints
+        self.stats = stats
+        self.latency = latency
+        self.counters = counters
+        self.excluded = frozenset()
 
 
+@cython.cclass
 class RouteState:
     """One route of one listener, as of one configuration (see the module docstring)."""
 
-    __slots__ = (
-        "_addresses",
-        "_endpoints",
-        "_hash_source",
-        "_hooks",
-        "_key_name",
-        "_key_pattern",
-        "_log",
-        "_shared",
-        "_time",
-        "config",
-        "listener",
-        "name",
-        "prefix",
-        "successor",
-    )
-
-    _shared: _Shared
+    listener: str = cython.declare(object, visibility="public")
+    config: RouteConfig = cython.declare(object, visibility="public")
+    name: str = cython.declare(object, visibility="public")
+    prefix: bytes = cython.declare(bytes, visibility="public")
+    successor: "RouteState | None" = cython.declare(object, visibility="public")
+    _hooks: Hooks = cython.declare(object, visibility="public")
+    _time: Callable[[], float] = cython.declare(object, visibility="public")
+    _log: bool = cython.declare(cython.bint, visibility="public")
+    _shared: _Shared = cython.declare(_Shared, visibility="public")
+    _addresses: dict[str, Address] = cython.declare(dict, visibility="public")
+    _endpoints: tuple[Endpoint, ...] = cython.declare(tuple, visibility="public")
+    _hash_source: str = cython.declare(object, visibility="public")
+    _key_name: bytes = cython.declare(bytes, visibility="public")
+    _key_pattern: re.Pattern[str] | None = cython.declare(object, visibility="public")
 
     def __init__(
         self,
@@ -244,7 +294,7 @@ class RouteState:
         self.config = config
         self.name = config.name
         self.prefix = config.path_prefix.encode("latin-1")
-        self.successor: RouteState | None = None
+        self.successor = None
         self._hooks = hooks
         self._time = hooks.time
         self._log = hooks.logging
@@ -266,7 +316,7 @@ class RouteState:
                     )
                 endpoints[backend.address] = endpoint
                 members.append(endpoint)
-        self._addresses: dict[str, Address] = {a: split_address(a) for a in endpoints}
+        self._addresses = {a: split_address(a) for a in endpoints}
 
         router: Router | None = None
         picker: Picker | None = None
@@ -286,7 +336,7 @@ class RouteState:
                 router.swap(table)
             else:
                 router = Router(table, policy=config.policy, rng=rng)
-            self._endpoints: tuple[Endpoint, ...] = ()
+            self._endpoints = ()
         else:
             self._endpoints = tuple(groups.get("", ()))
             if old is not None and old.picker is not None and old.config.policy == config.policy:
@@ -586,7 +636,7 @@ class RouteState:
         pick.tries += 1
         assert pick.endpoint is not None
         pick.tried = pick.tried | {pick.endpoint.address}
-        current = self.latest()
+        current: RouteState = self.latest()
         if not current._choose(pick, current._shared.excluded | pick.tried):
             budget.retry_finished()
             pick.retrying = False
@@ -699,23 +749,25 @@ class ListenerDispatcher(Dispatcher):
 
     def begin(self, request: Request, peer: str) -> Pick | None:
         target = request.target
+        route: RouteState
         for route in self.routes:
             if target.startswith(route.prefix) or (
                 target[:1] != b"/" and _path(target).encode("latin-1").startswith(route.prefix)
             ):
-                return route.begin(request, peer)
+                # A RequestPick is a Pick in shape (see there), not by inheritance.
+                return route.begin(request, peer)  # type: ignore[return-value]
         return None
 
     # The picks are this dispatcher's own RequestPicks; annotated, not cast (cast is a call).
 
-    def failed(self, pick: Pick, failure: Failure, replayable: bool) -> bool:
+    def failed(self, pick: Pick | RequestPick, failure: Failure, replayable: bool) -> bool:
         picked: RequestPick = pick  # type: ignore[assignment]
         return picked.route.failed(picked, failure, replayable)
 
-    def response(self, pick: Pick, status: int) -> bool:
+    def response(self, pick: Pick | RequestPick, status: int) -> bool:
         picked: RequestPick = pick  # type: ignore[assignment]
         return picked.route.response(picked, status)
 
-    def end(self, pick: Pick, status: int) -> None:
+    def end(self, pick: Pick | RequestPick, status: int) -> None:
         picked: RequestPick = pick  # type: ignore[assignment]
         picked.route.end(picked, status)

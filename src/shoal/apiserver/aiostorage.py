@@ -87,6 +87,7 @@ class AsyncStore:
         self._stopping = asyncio.Event()
         self._closed = False
         self._loop_reader: Store | None = None
+        self._loop = asyncio.get_running_loop()
         self.observers: list[Callable[[list[Event]], None]] = []
         """Called on the loop with each commit's events, after the watches got them and before
         the writers are answered (for caches of stored state)."""
@@ -194,7 +195,8 @@ class AsyncStore:
         if self._closed:
             self._room.release()
             raise StorageUnavailableError("the store is closed (the server is shutting down)")
-        done: asyncio.Future[Entry] = asyncio.get_running_loop().create_future()
+        # The loop the store was opened on (asyncio.get_running_loop() costs a getpid() call).
+        done: asyncio.Future[Entry] = self._loop.create_future()
         self._pending.append(_Pending(write, done))
         self._has_work.set()
         return await done

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import gc
 import ipaddress
 import socket
 import ssl
@@ -30,7 +31,7 @@ from shoal.apiserver.service import ObjectService
 from shoal.apiserver.storage import StorageSettings
 from shoal.errors import PermanentError
 
-__all__ = ["AddressInUseError", "RunningServer", "ServerSettings", "serve"]
+__all__ = ["AddressInUseError", "RunningServer", "ServerSettings", "serve", "tune_gc"]
 
 DEFAULT_PORT = 6443
 DATABASE = "shoal.db"
@@ -57,6 +58,31 @@ class ServerSettings:
     """Seconds between garbage-collection sweeps while work is pending."""
     service_cidr: str = DEFAULT_SERVICE_CIDR
     """Where Services' cluster IPs come from (loopback by default, so no root is needed)."""
+    tune_gc: bool = False
+    """Tune the process's cyclic garbage collector for serving (see :func:`tune_gc`): for a
+    process that only runs this server, as ``shoal server`` does; left off in a host process
+    (tests, embedding), whose collector settings are its own."""
+
+
+GC_THRESHOLDS = (20_000, 50, 100)
+"""The collector's thresholds while serving (Python's defaults: 700, 10, 10)."""
+
+
+def tune_gc() -> None:
+    """Make the cyclic garbage collector cheap for a serving process.
+
+    A request allocates a few thousand short-lived containers (the parsed body, the validated
+    model, the managed-fields walk); with Python's default gen-0 threshold of 700 the collector
+    ran every few requests, promoted the objects of the requests in flight, and its full passes
+    walked the whole start-up heap (the model's pydantic schemas, the registry) again and again:
+    ~30 µs of CPU per create (gc callbacks, 10,000 creates by 64 clients). ``gc.freeze()`` moves
+    everything alive after start-up out of the collector's sight (it stays alive anyway), and a
+    gen-0 threshold of 20,000 lets a request's garbage die by reference counting before the
+    collector looks; cycles are still collected, only less often. Measured: ~7 µs per create.
+    """
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,6 +157,8 @@ async def serve(settings: ServerSettings) -> AsyncIterator[RunningServer]:
             try:
                 site = web.SockSite(runner, sock, ssl_context=tls)
                 await site.start()
+                if settings.tune_gc:
+                    tune_gc()
                 kubeconfig = data_dir / "kubeconfig"
                 write_kubeconfig(
                     kubeconfig, server=url, ca_cert=credentials.ca_cert, token=credentials.token

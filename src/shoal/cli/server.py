@@ -67,7 +67,7 @@ def server_command(data_dir: Path | None, address: str, port: int) -> None:
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     directory = (data_dir or default_data_dir()).expanduser().absolute()
-    settings = ServerSettings(directory, address=address, port=port)
+    settings = ServerSettings(directory, address=address, port=port, tune_gc=True)
     try:
         with contextlib.suppress(KeyboardInterrupt), asyncio.Runner(loop_factory=_new_loop) as run:
             run.run(_run(settings))

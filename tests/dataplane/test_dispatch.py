@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
+from types import ModuleType
+from typing import cast
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
@@ -15,10 +18,12 @@ from shoal.dataplane.config import (
     RuntimeConfig,
     ShardConfig,
 )
-from shoal.dataplane.dispatch import ListenerDispatcher, RequestPick, RouteState
+from shoal.dataplane.dispatch import RequestPick
 from shoal.dataplane.health import Failure, OutlierSettings, PendingSettings
 from shoal.dataplane.http1 import Request, make_request_parser
 from shoal.dataplane.metrics import Exposition
+
+from .implementations import IMPLEMENTATIONS
 
 
 class FakeHooks:
@@ -69,16 +74,25 @@ def route(*addresses: str, **fields: object) -> RouteConfig:
 
 
 def picked(pick: object) -> RequestPick:
-    assert isinstance(pick, RequestPick)
-    return pick
+    """The pick as a RequestPick (of either implementation)."""
+    assert type(pick).__name__ == "RequestPick"
+    return cast(RequestPick, pick)
 
 
-def test_hash_on_cookie_and_client_address() -> None:
+@pytest.fixture(params=IMPLEMENTATIONS)
+def impl(request: pytest.FixtureRequest) -> ModuleType:
+    """The dispatch module of each implementation (pure Python, compiled)."""
+    if request.param == "python":
+        return importlib.import_module("shoal.dataplane.dispatch")
+    return importlib.import_module("shoal.dataplane._dispatch_c")
+
+
+def test_hash_on_cookie_and_client_address(impl: ModuleType) -> None:
     hooks = FakeHooks()
     addresses = [f"10.0.0.{i}:80" for i in range(1, 6)]
-    by_cookie = ListenerDispatcher(
+    by_cookie = impl.ListenerDispatcher(
         [
-            RouteState(
+            impl.RouteState(
                 "l", route(*addresses, policy="hash", hash_key=HashKey("cookie", "sid")), hooks
             )
         ]
@@ -87,9 +101,9 @@ def test_hash_on_cookie_and_client_address() -> None:
     for peer in ("2.2.2.2", "3.3.3.3"):
         again = picked(by_cookie.begin(head(headers="Cookie: sid=u42; b=2\r\n"), peer))
         assert {again.address} == first
-    by_client = ListenerDispatcher(
+    by_client = impl.ListenerDispatcher(
         [
-            RouteState(
+            impl.RouteState(
                 "l", route(*addresses, policy="hash", hash_key=HashKey("client-address")), hooks
             )
         ]
@@ -98,12 +112,12 @@ def test_hash_on_cookie_and_client_address() -> None:
     assert len(seen) == 1
 
 
-def test_path_capture_key_and_absolute_form_targets() -> None:
+def test_path_capture_key_and_absolute_form_targets(impl: ModuleType) -> None:
     hooks = FakeHooks()
     addresses = [f"10.0.0.{i}:80" for i in range(1, 6)]
     key = HashKey("path", regexp="/users/([^/]+)")
-    dispatcher = ListenerDispatcher(
-        [RouteState("l", route(*addresses, policy="hash", hash_key=key), hooks)]
+    dispatcher = impl.ListenerDispatcher(
+        [impl.RouteState("l", route(*addresses, policy="hash", hash_key=key), hooks)]
     )
     owners = {
         picked(dispatcher.begin(head(target), "1.1.1.1")).address
@@ -112,7 +126,7 @@ def test_path_capture_key_and_absolute_form_targets() -> None:
     assert len(owners) == 1
 
 
-def test_shards_route_a_key_to_one_shard_and_count() -> None:
+def test_shards_route_a_key_to_one_shard_and_count(impl: ModuleType) -> None:
     hooks = FakeHooks()
     config = RouteConfig(
         name="users",
@@ -122,8 +136,8 @@ def test_shards_route_a_key_to_one_shard_and_count() -> None:
             for i in range(3)
         ),
     )
-    state = RouteState("l", config, hooks)
-    dispatcher = ListenerDispatcher([state])
+    state = impl.RouteState("l", config, hooks)
+    dispatcher = impl.ListenerDispatcher([state])
     shards = set()
     for i in range(4):
         pick = picked(dispatcher.begin(head(f"/users/bob/{i}"), "1.1.1.1"))
@@ -135,10 +149,10 @@ def test_shards_route_a_key_to_one_shard_and_count() -> None:
     assert (state.router.counters[name].routed, state.router.counters[name].failed) == (4, 1)
 
 
-def test_retry_goes_to_another_endpoint_and_is_bounded_by_the_budget() -> None:
+def test_retry_goes_to_another_endpoint_and_is_bounded_by_the_budget(impl: ModuleType) -> None:
     hooks = FakeHooks()
-    state = RouteState("l", route("10.0.0.1:80", "10.0.0.2:80", "10.0.0.3:80"), hooks)
-    dispatcher = ListenerDispatcher([state])
+    state = impl.RouteState("l", route("10.0.0.1:80", "10.0.0.2:80", "10.0.0.3:80"), hooks)
+    dispatcher = impl.ListenerDispatcher([state])
     pick = picked(dispatcher.begin(head(), "1.1.1.1"))
     first = pick.address
     assert dispatcher.failed(pick, Failure.CONNECT, True)
@@ -153,11 +167,11 @@ def test_retry_goes_to_another_endpoint_and_is_bounded_by_the_budget() -> None:
     assert all(e.in_flight == 0 for e in state.endpoints())
 
 
-def test_ejection_excludes_and_the_timer_readmits() -> None:
+def test_ejection_excludes_and_the_timer_readmits(impl: ModuleType) -> None:
     hooks = FakeHooks()
     outlier = OutlierSettings(consecutive_5xx=2, base_ejection_time=5.0)
-    state = RouteState("l", route("10.0.0.1:80", "10.0.0.2:80", outlier=outlier), hooks)
-    dispatcher = ListenerDispatcher([state])
+    state = impl.RouteState("l", route("10.0.0.1:80", "10.0.0.2:80", outlier=outlier), hooks)
+    dispatcher = impl.ListenerDispatcher([state])
     failures = 0
     while "10.0.0.1:80" not in state.excluded:
         pick = picked(dispatcher.begin(head(), "1.1.1.1"))
@@ -171,12 +185,14 @@ def test_ejection_excludes_and_the_timer_readmits() -> None:
     assert state.excluded == frozenset()
 
 
-def test_a_full_endpoint_queues_and_the_freed_slot_goes_to_the_oldest_waiter() -> None:
+def test_a_full_endpoint_queues_and_the_freed_slot_goes_to_the_oldest_waiter(
+    impl: ModuleType,
+) -> None:
     hooks = FakeHooks()
-    state = RouteState(
+    state = impl.RouteState(
         "l", route("10.0.0.1:80", pending=PendingSettings(max_in_flight=1, max_pending=1)), hooks
     )
-    dispatcher = ListenerDispatcher([state])
+    dispatcher = impl.ListenerDispatcher([state])
     first = picked(dispatcher.begin(head("/1"), "1.1.1.1"))
     second = picked(dispatcher.begin(head("/2"), "1.1.1.1"))
     assert (first.queued, second.queued) == (False, True)

@@ -17,6 +17,8 @@ import pytest
 from shoal.dataplane.driver import Address, ProxyServer, ProxySettings
 from shoal.dataplane.http1 import Limits, Request
 
+from .implementations import IMPLEMENTATIONS
+
 WAIT = 5.0
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 
@@ -101,14 +103,25 @@ async def echo_handler(reader: asyncio.StreamReader, writer: asyncio.StreamWrite
         await writer.drain()
 
 
-@pytest.fixture(params=["python", "httptools", "general"])
+PARSERS = [
+    "python",
+    "httptools",
+    "general",
+    *(f"compiled-{p}" for p in ("httptools", "general") if "compiled" in IMPLEMENTATIONS),
+]
+"""Request parsers; ``general`` is the pure one with the fast path off (every message through
+the parsers and events), so both paths of the driver run every scenario; ``compiled-*``: the
+same on the compiled build (see shoal.dataplane.native), the others on the pure-Python one."""
+
+
+@pytest.fixture(params=PARSERS)
 def parser(request: pytest.FixtureRequest) -> str:
-    """A request parser; ``general`` is the pure one with the fast path off (every message
-    through the parsers and events), so both paths of the driver run every scenario."""
     return str(request.param)
 
 
 def proxy_settings(parser: str, **settings: Any) -> ProxySettings:
+    implementation, _, parser = parser.rpartition("-")
+    settings.setdefault("implementation", implementation or "python")
     if parser == "general":
         return ProxySettings(parser="python", fast_path=False, **settings)
     return ProxySettings(parser=parser, **settings)
@@ -153,7 +166,8 @@ async def exchange(
 async def test_keep_alive_both_sides_and_pool_reuse(parser: str) -> None:
     """Three requests on one client connection use one upstream connection."""
     async with Backend(echo_handler) as backend, proxy_to(backend.address, parser) as proxy:
-        assert proxy.parser_name == parser.replace("general", "python")
+        assert proxy.parser_name == parser.rpartition("-")[2].replace("general", "python")
+        assert proxy.implementation == (parser.rpartition("-")[0] or "python")
         async with client(proxy) as (reader, writer):
             for i in range(3):
                 start, headers, body = await exchange(
@@ -598,7 +612,7 @@ UVLOOP_SCENARIOS = [
 
 
 @pytest.mark.parametrize("scenario", UVLOOP_SCENARIOS, ids=lambda f: f.__name__[5:])
-@pytest.mark.parametrize("parser_name", ["python", "httptools", "general"])
+@pytest.mark.parametrize("parser_name", PARSERS)
 def test_scenarios_on_uvloop(scenario: Callable[[str], Awaitable[None]], parser_name: str) -> None:
     """The same scenarios on uvloop (the suite above runs them on the stock asyncio loop)."""
     import uvloop

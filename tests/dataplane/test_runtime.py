@@ -38,6 +38,8 @@ from shoal.dataplane.runtime import (
     ShardConfig,
 )
 
+from .implementations import IMPLEMENTATIONS
+
 WAIT = 10.0
 
 
@@ -169,8 +171,15 @@ async def until(condition: Callable[[], bool]) -> None:
         await asyncio.sleep(0.005)
 
 
-@pytest.fixture(params=["python", "httptools"])
+@pytest.fixture(
+    params=[
+        "python",
+        "httptools",
+        *(["compiled-httptools"] if "compiled" in IMPLEMENTATIONS else []),
+    ]
+)
 def parser(request: pytest.FixtureRequest) -> str:
+    """A request parser, on the pure-Python implementation or (``compiled-``) the compiled one."""
     return str(request.param)
 
 
@@ -191,7 +200,9 @@ def plain(*addresses: str, **fields: object) -> RouteConfig:
 
 @contextlib.asynccontextmanager
 async def running(config: RuntimeConfig, parser: str, **options: object) -> AsyncIterator[Proxy]:
-    proxy = Proxy(config, ProxySettings(parser=parser), **options)  # type: ignore[arg-type]
+    implementation, _, parser = parser.rpartition("-")
+    settings = ProxySettings(parser=parser, implementation=implementation or "python")
+    proxy = Proxy(config, settings, **options)  # type: ignore[arg-type]
     await proxy.start()
     try:
         yield proxy

@@ -55,6 +55,7 @@ from shoal.components.ambassadors.resp import scan_commands, split_replies
 from shoal.components.ambassadors.servers import (
     KeyRouter,
     ServerDown,
+    ServerHealth,
     ServerSpec,
     ServerUp,
     hashed_part,
@@ -132,6 +133,8 @@ class _ServerConn:
 
     backend: "_Backend" = cython.declare(object, visibility="public")
     ambassador: "Ambassador" = cython.declare(object, visibility="public")
+    shared: "_Shared" = cython.declare(object, visibility="public")
+    memcached: bool = cython.declare(object, visibility="public")
     clock: Callable[[], float] = cython.declare(object, visibility="public")
     """The loop's clock once connected."""
     transport: asyncio.Transport | None = cython.declare(object, visibility="public")
@@ -154,6 +157,8 @@ class _ServerConn:
     def __init__(self, backend: "_Backend") -> None:
         self.backend = backend
         self.ambassador = backend.ambassador
+        self.shared = self.ambassador.shared
+        self.memcached = backend.memcached
         self.clock = time.monotonic
         self.transport = None
         self.state = "closed"
@@ -181,7 +186,7 @@ class _ServerConn:
         self.out.append(raw)
         if not self.queued:
             self.queued = True
-            self.ambassador.touched.append(self)
+            self.shared.touched.append(self)
         if self.state == "closed":
             self.state = "connecting"
             self.ambassador.spawn(self.connect())
@@ -223,12 +228,12 @@ class _ServerConn:
     def data_received(self, data: bytes) -> None:
         buf = self.buf + data if self.buf else data
         pending = self.pending
-        ambassador = self.ambassador
-        dirty = ambassador.dirty
+        shared: _Shared = self.shared
+        dirty = shared.dirty
         was_dirty = len(dirty)
         pos = 0
         try:
-            if self.backend.memcached:
+            if self.memcached:
                 kinds = self.kinds
                 while pending:
                     end = memcache.response_end(buf, pos, kinds[0])
@@ -267,10 +272,10 @@ class _ServerConn:
         self.buf = buf[pos:] if pos < len(buf) else b""
         if pos:
             self.since = self.clock()
-            if ambassador.router.health.any_down:
-                ambassador.server_ok(self.backend)
+            if shared.health.any_down:
+                self.ambassador.server_ok(self.backend)
         if len(dirty) > was_dirty:
-            ambassador.schedule_flush()
+            shared.schedule_flush()
 
     def eof_received(self) -> bool | None:
         return None  # close; connection_lost follows
@@ -306,12 +311,12 @@ class _ServerConn:
         pending, self.pending = self.pending, deque()
         self.kinds = deque()
         error = self.backend.error()
-        dirty = self.ambassador.dirty
+        dirty = self.shared.dirty
         for slot in pending:
             _fill(slot, error, dirty)
         self.ambassador.metrics.server_errors[self.backend.spec.key] += len(pending)
         if dirty:
-            self.ambassador.schedule_flush()
+            self.shared.schedule_flush()
 
     def close(self) -> None:
         self.state = "closed"
@@ -351,6 +356,7 @@ class _Client:
     """
 
     ambassador: "Ambassador" = cython.declare(object, visibility="public")
+    shared: "_Shared" = cython.declare(object, visibility="public")
     transport: asyncio.Transport | None = cython.declare(object, visibility="public")
     slots: deque[list[Any]] = cython.declare(object, visibility="public")
     """A ``[client, reply]`` slot per request, in request order."""
@@ -368,6 +374,7 @@ class _Client:
 
     def __init__(self, ambassador: "Ambassador") -> None:
         self.ambassador = ambassador
+        self.shared = ambassador.shared
         self.transport = None
         self.slots = deque()
         self.dirty = False
@@ -424,14 +431,14 @@ class _Client:
     def data_received(self, data: bytes) -> None:
         if self.closing:
             return
-        ambassador = self.ambassador
+        shared: _Shared = self.shared
         now = self.clock()
         slots = self.slots
-        backends = ambassador.backends
-        metrics = ambassador.metrics
+        backends = shared.backends
+        metrics = shared.metrics
         if self.memcached:
             assert isinstance(self.parser, memcache.RequestParser)
-            mplan = ambassador.mc_planner
+            mplan = self.ambassador.mc_planner
             mc_events = self.parser.feed(data)
             metrics.requests += len(mc_events)
             for event in mc_events:
@@ -459,17 +466,17 @@ class _Client:
             else:
                 events = parser.feed(data)
             metrics.requests += len(events)
-            router = ambassador.router
             # The router's hot path inlined (KeyRouter.usable_owner for the commands of
             # RedisPlanner.single, names in either case): one Maglev table index per command.
-            single = ambassador.single_names
-            table = router.table
-            size = len(table)
-            lookup = router.lookup
-            tag, tag_open = router.tag, router.tag_open
-            health = router.health
-            first = ambassador.only_conn
-            touched = ambassador.touched
+            single = shared.single
+            owners = shared.owners
+            names = shared.names
+            size = len(owners)
+            lookup = shared.lookup
+            tag, tag_char = shared.tag, shared.tag_char
+            health = shared.health
+            first = shared.first
+            touched = shared.touched
             bad_request = resp.BadRequest
             for revent in events:
                 if isinstance(revent, bad_request):
@@ -482,9 +489,9 @@ class _Client:
                 args, raw = revent
                 if len(args) > 1 and (args[0] in single or args[0].upper() in single):
                     key = args[1]
-                    if tag_open and tag_open in key:
+                    if tag_char >= 0 and tag_char in key:
                         key = hashed_part(key, tag)
-                    server = table[crc32(key) % size] if size else lookup(key)
+                    server = names[owners[crc32(key) % size]] if size else lookup(key)
                     if not health.any_down or health.available(server, now):
                         conn: _ServerConn = first[server] if first else backends[server].conn()
                         conn.requests += 1
@@ -503,13 +510,14 @@ class _Client:
                         else:
                             conn.send(raw, slot, now)
                         continue
-                if self._dispatch(ambassador.redis_planner.plan(args, raw, now), now, backends):
+                plan = self.ambassador.redis_planner.plan(args, raw, now)
+                if self._dispatch(plan, now, backends):
                     break
         if slots and (slots[0][1] is not None or self.closing) and not self.dirty:
             self.dirty = True
-            ambassador.dirty.append(self)
-        if ambassador.touched or ambassador.dirty:
-            ambassador.schedule_flush()
+            shared.dirty.append(self)
+        if shared.touched or shared.dirty:
+            shared.schedule_flush()
         if len(slots) > self.max_pending:
             self._pause()
 
@@ -563,6 +571,93 @@ class _Client:
             self.transport.close()
 
 
+@cython.cclass
+class _Shared:
+    """What every connection's hot path reads, in one place (C fields when compiled), and the
+    end-of-iteration flush.
+
+    Writes wait for the end of the loop iteration: then the requests read from every client that
+    was readable go to each server in one write (one syscall, one read for the server), and the
+    replies to a client's pipeline, coming from several servers, go back in one.
+    """
+
+    backends: dict[str, "_Backend"] = cython.declare(object, visibility="public")
+    metrics: AmbassadorMetrics = cython.declare(object, visibility="public")
+    health: ServerHealth = cython.declare(object, visibility="public")
+    first: dict[str, _ServerConn] = cython.declare(object, visibility="public")
+    """With one connection per server, each server's connection (the hot path skips conn())."""
+    single: frozenset[bytes] = cython.declare(object, visibility="public")
+    """The commands of RedisPlanner.single in upper and lower case (others are upper-cased)."""
+    owners: bytes = cython.declare(object, visibility="public")
+    """Maglev's table as one byte per slot, the index of its server in ``names`` (64 KiB
+    stays in cache where the table of references does not); empty with other hashers."""
+    names: tuple[str, ...] = cython.declare(object, visibility="public")
+    lookup: Callable[[bytes], str] = cython.declare(object, visibility="public")
+    tag: bytes = cython.declare(object, visibility="public")
+    tag_char: int = cython.declare(object, visibility="public")
+    """The tag's first byte as an int, -1 when tags are off (``int in bytes`` is a memchr,
+    where ``bytes in bytes`` first tries the argument as an int and builds an exception)."""
+    touched: list[_ServerConn] = cython.declare(object, visibility="public")
+    """Server connections with requests to write at the end of this loop iteration."""
+    dirty: list[_Client] = cython.declare(object, visibility="public")
+    """Clients with replies to write at the end of this loop iteration."""
+    scheduled: bool = cython.declare(object, visibility="public")
+    call_soon: Callable[[Callable[[], None]], object] = cython.declare(object, visibility="public")
+
+    def __init__(
+        self, router: KeyRouter, single: frozenset[bytes], metrics: AmbassadorMetrics
+    ) -> None:
+        self.metrics = metrics
+        self.backends = {}
+        self.first = {}
+        self.health = router.health
+        self.single = frozenset(spelled for name in single for spelled in (name, name.lower()))
+        names = tuple(sorted(set(router.table)))
+        self.names = names
+        index = {name: at for at, name in enumerate(names)}
+        self.owners = bytes(index[name] for name in router.table) if len(names) < 256 else b""
+        self.lookup = router.lookup
+        self.tag = router.tag
+        self.tag_char = router.tag_open[0] if router.tag_open else -1
+        self.touched = []
+        self.dirty = []
+        self.scheduled = False
+
+    def attach(self, backends: dict[str, "_Backend"]) -> None:
+        """The servers' connections (made after this, since each connection holds it)."""
+        self.backends = backends
+        self.first = (
+            {key: backend.conns[0] for key, backend in backends.items()}
+            if all(len(backend.conns) == 1 for backend in backends.values())
+            else {}
+        )
+
+    def schedule_flush(self) -> None:
+        """Run :meth:`flush` at the end of this loop iteration (once, however often asked)."""
+        if not self.scheduled:
+            self.scheduled = True
+            self.call_soon(self.flush)
+
+    @cython.annotation_typing(True)
+    def flush(self) -> None:
+        """Write what every client sent this loop iteration, one write per server connection,
+        and every reply that became known, one write per client."""
+        self.scheduled = False
+        touched = self.touched
+        conn: _ServerConn
+        if touched:
+            for conn in touched:
+                conn.flush()
+            touched.clear()
+        dirty = self.dirty
+        client: _Client
+        if dirty:
+            clients = dirty[:]
+            dirty.clear()
+            for client in clients:
+                client.flush()
+
+
 class Ambassador:
     """A Redis or memcached ambassador: ``start``, then ``address``; ``shutdown`` to stop.
 
@@ -588,25 +683,12 @@ class Ambassador:
         self.metrics = AmbassadorMetrics(
             protocol=settings.protocol, servers={s.key: s.address for s in servers}
         )
+        self.shared = _Shared(self.router, self.redis_planner.single_names, self.metrics)
         self.backends = {
             spec.key: _Backend(self, spec, settings.server_connections) for spec in servers
         }
-        self.only_conn: dict[str, _ServerConn] = (
-            {key: backend.conns[0] for key, backend in self.backends.items()}
-            if settings.server_connections == 1
-            else {}
-        )
-        """With one connection per server, each server's connection (the hot path skips conn())."""
+        self.shared.attach(self.backends)
         self.clients: set[_Client] = set()
-        self.touched: list[_ServerConn] = []
-        """Server connections with requests to write at the end of this loop iteration."""
-        self.dirty: list[_Client] = []
-        """Clients with replies to write at the end of this loop iteration."""
-        self.flush_scheduled = False
-        self.single_names = frozenset(
-            spelled for name in self.redis_planner.single_names for spelled in (name, name.lower())
-        )
-        """The commands of RedisPlanner.single in upper and lower case (others are upper-cased)."""
         self._tasks: set[asyncio.Task[None]] = set()
         self._timers: dict[str, asyncio.TimerHandle] = {}
         self._sweeper: asyncio.TimerHandle | None = None
@@ -630,6 +712,7 @@ class Ambassador:
     ) -> None:
         """Listen on ``host:port``; ``reuse_port``: share it with other processes (workers)."""
         self._loop = asyncio.get_running_loop()
+        self.shared.call_soon = self._loop.call_soon
         self._server = await self._loop.create_server(
             lambda: cast(asyncio.Protocol, _Client(self)),
             host,
@@ -645,32 +728,6 @@ class Ambassador:
             # Counted per connection on the hot path (an int, not a Counter lookup).
             self.metrics.server_requests[key] = sum(conn.requests for conn in backend.conns)
         return self.metrics.render(len(self.clients))
-
-    def schedule_flush(self) -> None:
-        """Run :meth:`flush` at the end of this loop iteration (once, however often asked)."""
-        if not self.flush_scheduled:
-            self.flush_scheduled = True
-            self.loop.call_soon(self.flush)
-
-    def flush(self) -> None:
-        """Write what every client sent this loop iteration, one write per server connection,
-        and every reply that became known, one write per client.
-
-        Writes wait for the end of the loop iteration: then the requests read from every client
-        that was readable go to each server in one write (one syscall, one read for the server),
-        and the replies to a client's pipeline, coming from several servers, go back in one.
-        """
-        self.flush_scheduled = False
-        touched = self.touched
-        if touched:
-            for conn in touched:
-                conn.flush()
-            touched.clear()
-        dirty = self.dirty
-        if dirty:
-            self.dirty = []
-            for client in dirty:
-                client.flush()
 
     def spawn(self, coroutine: Coroutine[Any, Any, None]) -> None:
         """Run ``coroutine`` in the background, keeping a reference until it ends."""

@@ -77,10 +77,13 @@ async def serve_ambassador(
     host, port = parse_listen(config.listen)
     await ambassador.start(host, port, reuse_port=reuse_port)
     if own_process:
-        # Every pipelined command allocates a few objects, so collections are frequent; the
+        # Every pipelined command allocates a few container objects, most of them gone within
+        # a loop iteration: collecting every 700 (the default) walks the hundreds of requests
+        # in flight each time, so the youngest generation is allowed 50,000 (a few MB). The
         # long-lived start-up objects (imports, the hasher's table) need never be scanned.
         gc.collect()
         gc.freeze()
+        gc.set_threshold(50_000, 10, 10)
     admin: asyncio.Server | None = None
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()

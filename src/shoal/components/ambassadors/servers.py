@@ -231,12 +231,12 @@ class KeyRouter:
     def owner(self, key: bytes) -> str:
         """The server the hash gives ``key`` when every server is up."""
         return self._lookup(
-            hashed_part(key, self._tag) if self._open and self._open in key else key
+            hashed_part(key, self._tag) if self._open and self._open[0] in key else key
         )
 
     def usable_owner(self, key: bytes, now: float) -> str | None:
         """The hot path of :meth:`route`: the key's server when it may be used now, else None."""
-        if self._open and self._open in key:
+        if self._open and self._open[0] in key:
             key = hashed_part(key, self._tag)
         server = self._lookup(key)
         health = self.health
@@ -246,7 +246,7 @@ class KeyRouter:
 
     def route(self, key: bytes, now: float) -> tuple[str, bool]:
         """The server for ``key`` and whether it may be used now (if not, it is the one to name)."""
-        part = hashed_part(key, self._tag) if self._open and self._open in key else key
+        part = hashed_part(key, self._tag) if self._open and self._open[0] in key else key
         server = self._lookup(part)
         health = self.health
         if not health.any_down or health.available(server, now):

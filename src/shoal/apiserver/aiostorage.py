@@ -3,11 +3,16 @@ The store behind asyncio: one writer thread with group commit, reader threads, w
 
 Concurrency model
 -----------------
-* **One writer.** Every create, update, delete and compaction step runs on a single thread that
-  owns the only writing connection (and the file's lock). Writes queue up on the event loop; the
-  writer takes everything queued (up to ``max_batch``) and commits it as one transaction, one
-  fsync (group commit). While a commit is on the disk, the next batch gathers. A lone write is
-  committed at once: batching adds no delay, only shares the fsync.
+* **One writer.** One connection writes (and holds the file's lock). Writes queue up on the
+  event loop; the write loop takes everything queued (up to ``max_batch``), runs the batch's
+  statements on the loop's thread (``Store.stage``: page-cache work, microseconds each), and
+  hands the ``COMMIT``, whose fsync makes the whole batch durable at once (group commit), to the
+  writer thread. While a commit is on the disk, the next batch gathers. A lone write is
+  committed at once: batching adds no delay, only shares the fsync. Staging on the loop's
+  thread costs one thread switch per batch instead of one per statement (each SQLite call
+  releases the GIL, and a writer thread waiting to take it back made the two threads trade it
+  several times per write). Compaction steps run on the writer thread, never while a batch is
+  staged or committing (``_connection`` lock).
 * **Acknowledge after commit, publish before acknowledging.** When the commit returned, the batch's
   events are published to the watch :class:`~shoal.apiserver.watching.Broadcaster` (in revision
   order, on the loop), then the writers' awaits return. A client that got its answer can read its
@@ -88,6 +93,9 @@ class AsyncStore:
         self._closed = False
         self._loop_reader: Store | None = None
         self._loop = asyncio.get_running_loop()
+        self._connection = asyncio.Lock()
+        """Held while the writing connection is in use (a batch from its first statement to its
+        commit, a compaction step): the loop's thread and the writer's thread take turns."""
         self.observers: list[Callable[[list[Event]], None]] = []
         """Called on the loop with each commit's events, after the watches got them and before
         the writers are answered (for caches of stored state)."""
@@ -160,7 +168,14 @@ class AsyncStore:
                 self._room.release()
             writes = [item.write for item in batch]
             try:
-                results = await loop.run_in_executor(self._write_thread, self._writer.apply, writes)
+                async with self._connection:
+                    # The statements on this thread (page-cache work, microseconds each), the
+                    # commit and its fsync on the writer's: one thread switch per batch.
+                    results = self._writer.stage(writes)
+                    if any(isinstance(result, Event) for result in results):
+                        await loop.run_in_executor(self._write_thread, self._writer.commit)
+                    else:
+                        self._writer.rollback()  # every write failed: nothing to make durable
             except BaseException as exc:
                 failure = (
                     exc
@@ -326,18 +341,20 @@ class AsyncStore:
             keep_seconds = self.settings.history_seconds
         loop = asyncio.get_running_loop()
         writer = self._writer
-        target = await loop.run_in_executor(
-            self._write_thread,
-            lambda: writer.compaction_target(
-                keep_revisions=keep_revisions, keep_seconds=keep_seconds
-            ),
-        )
+        async with self._connection:
+            target = await loop.run_in_executor(
+                self._write_thread,
+                lambda: writer.compaction_target(
+                    keep_revisions=keep_revisions, keep_seconds=keep_seconds
+                ),
+            )
         step = self.settings.compaction_step
         compacted = await self.compacted_revision()
         while compacted < target:
-            compacted = await loop.run_in_executor(
-                self._write_thread, writer.compact_step, target, step
-            )
+            async with self._connection:  # one step at a time: writes interleave
+                compacted = await loop.run_in_executor(
+                    self._write_thread, writer.compact_step, target, step
+                )
         return compacted
 
     async def _compaction_loop(self) -> None:

@@ -5,7 +5,8 @@ without Cython (and for mypy).
 :mod:`~shoal.components.ambassadors.driver` is written once and runs two ways: interpreted, and
 compiled by Cython into ``_driver`` (see :mod:`~shoal.components.ambassadors.native`). Its
 decorators and declarations steer the compiler and mean nothing to the interpreter:
-``@cython.cclass`` makes an extension type whose attributes are C fields;
+``@cython.cclass`` makes an extension type whose attributes are C fields; ``@cython.ccall``
+a method that compiled code calls directly;
 ``cython.declare(object, visibility="public")`` in its body declares one such field, readable
 and writable from Python too; ``@cython.annotation_typing(True)`` lets the compiler take a hot
 method's annotations as C types (so a local annotated with a class reads that class's fields
@@ -15,7 +16,7 @@ directly). When Cython is installed its own ``cython`` module provides them.
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-__all__ = ["annotation_typing", "bint", "cclass", "compiled", "declare"]
+__all__ = ["annotation_typing", "bint", "ccall", "cclass", "compiled", "declare"]
 
 _T = TypeVar("_T")
 
@@ -29,6 +30,11 @@ bint = bool
 def cclass(cls: _T) -> _T:
     """An extension type (compiled); the class itself (interpreted)."""
     return cls
+
+
+def ccall(function: _T) -> _T:
+    """A method callable from Python and, compiled, straight from C (no attribute lookup)."""
+    return function
 
 
 def declare(kind: object, value: Any = None, **options: object) -> Any:

@@ -191,6 +191,7 @@ class _ServerConn:
             self.state = "connecting"
             self.ambassador.spawn(self.connect())
 
+    @cython.ccall
     def flush(self) -> None:
         self.queued = False
         if self.transport is not None and self.out:
@@ -368,9 +369,13 @@ class _Client:
     max_pending: int = cython.declare(object, visibility="public")
     clock: Callable[[], float] = cython.declare(object, visibility="public")
     memcached: bool = cython.declare(object, visibility="public")
-    parser: resp.RequestParser | memcache.RequestParser = cython.declare(
-        object, visibility="public"
-    )
+    rparser: resp.RequestParser = cython.declare(object, visibility="public")
+    """The Redis parser (memcached clients never feed it)."""
+    mparser: memcache.RequestParser = cython.declare(object, visibility="public")
+    """The memcached parser (Redis clients never feed it)."""
+    max_args: int = cython.declare(object, visibility="public")
+    max_bulk: int = cython.declare(object, visibility="public")
+    """The Redis parser's limits, for the fast path run on a fresh read."""
 
     def __init__(self, ambassador: "Ambassador") -> None:
         self.ambassador = ambassador
@@ -385,12 +390,11 @@ class _Client:
         self.max_pending = settings.max_pending
         self.clock = ambassador.loop.time  # looked up once: it runs once per read
         self.memcached = settings.protocol == "memcached"
-        if self.memcached:
-            self.parser = memcache.RequestParser(max_value_bytes=settings.value_limit())
-        else:
-            self.parser = resp.RequestParser(
-                max_bulk_bytes=settings.value_limit(), scan=scan_commands
-            )
+        limit = settings.value_limit()
+        self.mparser = memcache.RequestParser(max_value_bytes=limit)
+        self.rparser = resp.RequestParser(max_bulk_bytes=limit, scan=scan_commands)
+        self.max_args = self.rparser.max_args
+        self.max_bulk = self.rparser.max_bulk_bytes
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]  # uvloop's transports quack alike
@@ -437,9 +441,8 @@ class _Client:
         backends = shared.backends
         metrics = shared.metrics
         if self.memcached:
-            assert isinstance(self.parser, memcache.RequestParser)
             mplan = self.ambassador.mc_planner
-            mc_events = self.parser.feed(data)
+            mc_events = self.mparser.feed(data)
             metrics.requests += len(mc_events)
             for event in mc_events:
                 if isinstance(event, memcache.Request):
@@ -454,13 +457,12 @@ class _Client:
                 if self._dispatch(plan, now, backends):
                     break
         else:
-            parser = self.parser
-            assert isinstance(parser, resp.RequestParser)
+            parser = self.rparser
             if parser.clean and data[:1] == b"*":
                 # The parser holds nothing: ordinary commands are taken straight from this
                 # read (the same fast path feed() starts with, without its bookkeeping).
                 events: list[resp.Command | resp.BadRequest] = []
-                pos = scan_commands(data, 0, events, parser.max_args, parser.max_bulk_bytes)
+                pos = scan_commands(data, 0, events, self.max_args, self.max_bulk)
                 if pos < len(data):
                     events.extend(parser.feed(data[pos:] if pos else data))
             else:
@@ -553,6 +555,7 @@ class _Client:
             return True
         return False
 
+    @cython.ccall
     @cython.annotation_typing(True)
     def flush(self) -> None:
         """Write every reply at the head of the queue that is known, in one write."""
@@ -632,6 +635,7 @@ class _Shared:
             else {}
         )
 
+    @cython.ccall
     def schedule_flush(self) -> None:
         """Run :meth:`flush` at the end of this loop iteration (once, however often asked)."""
         if not self.scheduled:

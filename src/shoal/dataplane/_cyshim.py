@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 __all__ = [
     "annotation_typing",
     "bint",
+    "ccall",
     "cclass",
     "cfunc",
     "compiled",
@@ -43,6 +44,11 @@ double = float
 def cclass(cls: _T) -> _T:
     """An extension type: attributes annotated in the class body become C fields."""
     return cls
+
+
+def ccall(function: _T) -> _T:
+    """A method callable from Python and, fast, from compiled code that knows the type."""
+    return function
 
 
 def cfunc(function: _T) -> _T:

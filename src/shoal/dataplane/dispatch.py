@@ -506,6 +506,7 @@ class RouteState:
 
     # --- the request path ---
 
+    @cython.ccall
     def begin(self, request: Request, peer: str) -> RequestPick | None:
         shared = self._shared
         pick = RequestPick(self, request, peer, self._time())
@@ -515,6 +516,7 @@ class RouteState:
         shared.budget.request_started()
         return pick
 
+    @cython.cfunc
     def _choose(self, pick: RequestPick, exclude: frozenset[str]) -> bool:
         """Point ``pick`` at an endpoint outside ``exclude`` and admit it; False if none is left."""
         shared = self._shared
@@ -562,6 +564,7 @@ class RouteState:
                 endpoint.in_flight += 1
             return True
 
+    @cython.cfunc
     def _key(self, request: Request, peer: str) -> bytes | str | None:
         source = self._hash_source
         if source == "client-address":
@@ -579,6 +582,7 @@ class RouteState:
                     return found
         return None
 
+    @cython.cfunc
     def _close(self, pick: RequestPick, outcome: Outcome | None, now: float) -> None:
         """End the current attempt of ``pick``: free its slot, feed the outcome to ejection."""
         if not pick.open:
@@ -644,6 +648,7 @@ class RouteState:
         pick.route._shared.counters[0] += 1
         return True
 
+    @cython.ccall
     def failed(self, pick: RequestPick, failure: Failure, replayable: bool) -> bool:
         stats = pick.stats
         if stats is not None:
@@ -655,6 +660,7 @@ class RouteState:
         self._close(pick, outcome, self._hooks.time())
         return self._retry(pick, failure, None, replayable)
 
+    @cython.ccall
     def response(self, pick: RequestPick, status: int) -> bool:
         if status not in self.config.retry.retry_statuses:
             return False
@@ -673,6 +679,7 @@ class RouteState:
         self._close(pick, Outcome.SERVER_ERROR, self._hooks.time())
         return self._retry_granted(pick)
 
+    @cython.ccall
     def end(self, pick: RequestPick, status: int) -> None:
         now = self._time()
         if pick.open:
@@ -762,12 +769,15 @@ class ListenerDispatcher(Dispatcher):
 
     def failed(self, pick: Pick | RequestPick, failure: Failure, replayable: bool) -> bool:
         picked: RequestPick = pick  # type: ignore[assignment]
-        return picked.route.failed(picked, failure, replayable)
+        route: RouteState = picked.route
+        return route.failed(picked, failure, replayable)
 
     def response(self, pick: Pick | RequestPick, status: int) -> bool:
         picked: RequestPick = pick  # type: ignore[assignment]
-        return picked.route.response(picked, status)
+        route: RouteState = picked.route
+        return route.response(picked, status)
 
     def end(self, pick: Pick | RequestPick, status: int) -> None:
         picked: RequestPick = pick  # type: ignore[assignment]
-        picked.route.end(picked, status)
+        route: RouteState = picked.route
+        route.end(picked, status)

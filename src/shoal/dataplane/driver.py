@@ -673,7 +673,7 @@ class _ClientProtocol:
             self._timer.cancel()
             self._timer = None
         if self._upstream is not None:
-            self._detach(reuse=False)
+            self._detach(False)
         self._end_pick(self._status if self._response_started else 0)
         self._server.connection_done(self)
 
@@ -738,6 +738,7 @@ class _ClientProtocol:
                 assert isinstance(event, ProtocolError)
                 self._reject(event)
 
+    @cython.cfunc
     def _to_upstream(self, data: bytes) -> None:
         if not data:
             return
@@ -746,6 +747,7 @@ class _ClientProtocol:
         elif self._upstream is not None:
             self._upstream.write(data)
 
+    @cython.cfunc
     def _start(
         self, request: Request, data: bytes | None = None, end: int = 0, now: float = -1.0
     ) -> None:
@@ -771,7 +773,7 @@ class _ClientProtocol:
                 self._local_response(500, "admission failed")
                 return
             if isinstance(admitted, bytes):
-                self._detach(reuse=False)
+                self._detach(False)
                 if not self._closing:
                     self._send(admitted)
                 self._close()
@@ -815,7 +817,7 @@ class _ClientProtocol:
         if conn is None:
             self._connect(address, head)
             return
-        self._attach(conn, reused=True)
+        self._attach(conn, True)
         if conn.corked is None and conn.transport is not None:
             conn.transport.write(head)  # conn.write, without the call
         else:
@@ -842,7 +844,7 @@ class _ClientProtocol:
             self._pending = held
             self._server.spawn(self._open(address))
             return
-        self._attach(conn, reused=True)
+        self._attach(conn, True)
         conn.write(b"".join(held))
         self.resume_reading("connect")
 
@@ -891,11 +893,12 @@ class _ClientProtocol:
             conn.close()
             return
         pending, self._pending = self._pending, None
-        self._attach(conn, reused=False)
+        self._attach(conn, False)
         conn.write(b"".join(pending))
         self.resume_reading("connect")
 
-    def _attach(self, conn: _UpstreamProtocol, *, reused: bool) -> None:
+    @cython.cfunc
+    def _attach(self, conn: _UpstreamProtocol, reused: bool) -> None:
         assert self._request is not None
         conn.owner = self
         conn.exchanges += 1
@@ -908,7 +911,8 @@ class _ClientProtocol:
         if self._write_paused and conn.transport is not None:
             conn.transport.pause_reading()
 
-    def _detach(self, *, reuse: bool) -> None:
+    @cython.cfunc
+    def _detach(self, reuse: bool) -> None:
         conn = self._upstream
         if conn is None:
             return
@@ -937,7 +941,8 @@ class _ClientProtocol:
                 keep = self._keep_alive and not self._server.draining
                 scanned = scan_response(data, keep)
                 if scanned is not None:
-                    self._fast_response(conn, keep, *scanned)
+                    status, out, rest, up = scanned
+                    self._fast_response(conn, keep, status, out, rest, up)
                     return
         if self._tunnel:
             if self._transport is not None:
@@ -950,6 +955,7 @@ class _ClientProtocol:
         finally:
             self._flush()
 
+    @cython.cfunc
     def _send(self, data: bytes) -> None:
         out = self._out
         if out is not None:
@@ -957,6 +963,7 @@ class _ClientProtocol:
         elif self._transport is not None:
             self._transport.write(data)
 
+    @cython.cfunc
     def _flush(self) -> None:
         out = self._out
         if out is None:
@@ -1025,7 +1032,7 @@ class _ClientProtocol:
         finally:
             self._flush()
         if self._upstream is conn:  # the response had ended; the connection just closed
-            self._detach(reuse=False)
+            self._detach(False)
 
     def _on_response(self, conn: _UpstreamProtocol, response: Response) -> None:
         request = self._request
@@ -1065,7 +1072,7 @@ class _ClientProtocol:
             and self._dispatcher.response(pick, status)
         ):
             # The dispatcher moved the pick: drop this answer and resend the held head.
-            self._detach(reuse=False)
+            self._detach(False)
             self.pause_reading("connect")
             self._send_to(pick.address, [self._retry_head])
             return
@@ -1078,6 +1085,7 @@ class _ClientProtocol:
         self._response_started = True
         send(head)
 
+    @cython.cfunc
     def _fast_response(
         self, conn: _UpstreamProtocol, keep: bool, status: int, out: bytes, rest: int, up: bool
     ) -> None:
@@ -1095,8 +1103,9 @@ class _ClientProtocol:
             conn.parser.continue_body(rest)
             return
         self._response_done = True
-        self._finish(parsed=False)
+        self._finish(False)
 
+    @cython.cfunc
     def _on_response_end(self) -> None:
         self._response_done = True
         if self._down_framer is not None:
@@ -1106,12 +1115,13 @@ class _ClientProtocol:
         if not self._request_done:
             # Answered before the request body ended: the upstream connection is unusable and
             # the client's remaining body is read and dropped, then the connection closes.
-            self._detach(reuse=False)
+            self._detach(False)
             self._up_framer = None
             self._keep_alive = False
             return
         self._finish()
 
+    @cython.cfunc
     def _end_pick(self, status: int) -> None:
         pick = self._pick
         if pick is not None:
@@ -1121,12 +1131,13 @@ class _ClientProtocol:
             except Exception:
                 log.exception("dispatcher failed at the end of an exchange")
 
-    def _finish(self, *, parsed: bool = True) -> None:
+    @cython.cfunc
+    def _finish(self, parsed: bool = True) -> None:
         """The exchange is over: reuse or close the upstream connection, start the next cycle.
 
         ``parsed`` is False when the response was taken whole (its parser was never fed)."""
         if parsed:
-            self._detach(reuse=self._upstream_keep)
+            self._detach(self._upstream_keep)
         else:
             conn = self._upstream
             if conn is not None:  # _detach without the parser's calls
@@ -1186,7 +1197,7 @@ class _ClientProtocol:
         self._local_response(status, detail)
 
     def _upstream_broken(self, error: ProtocolError) -> None:
-        self._detach(reuse=False)
+        self._detach(False)
         if not self._response_started:
             self._local_response(error.status, error.detail)
         else:
@@ -1196,13 +1207,13 @@ class _ClientProtocol:
         if self._response_started:
             self._abort()
             return
-        self._detach(reuse=False)
+        self._detach(False)
         self._local_response(error.status, error.detail)
 
     def _local_response(self, status: int, detail: str) -> None:
         if status >= 500:
             log.info("%s %s: %s", self._peer, status, detail)
-        self._detach(reuse=False)
+        self._detach(False)
         if not self._closing:
             self._send(error_response(status, detail))
             self._end_pick(status)
@@ -1213,7 +1224,7 @@ class _ClientProtocol:
             return
         self._flush()
         self._closing = True
-        self._detach(reuse=False)
+        self._detach(False)
         self._end_pick(self._status if self._response_started else 0)
         if self._transport is not None:
             self._transport.close()
@@ -1221,13 +1232,14 @@ class _ClientProtocol:
     def _abort(self) -> None:
         self._flush()
         self._closing = True
-        self._detach(reuse=False)
+        self._detach(False)
         self._end_pick(self._status if self._response_started else 0)
         if self._transport is not None:
             self._transport.abort()
 
     # --- timers ---
 
+    @cython.cfunc
     def _set_phase(self, phase: int, now: float) -> None:
         self._phase = phase
         self._phase_since = now
@@ -1245,6 +1257,7 @@ class _ClientProtocol:
         if self._timer is None or deadline < self._timer_at:
             self._arm(deadline)
 
+    @cython.cfunc
     def _arm(self, deadline: float) -> None:
         if self._timer is not None:
             self._timer.cancel()

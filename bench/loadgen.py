@@ -118,9 +118,10 @@ def nginx(tmp: Path) -> Iterator[int]:
 def timed(args: list[str], timeout: float, env: dict[str, str] | None = None) -> tuple[str, float]:
     """Run a child; its stdout and the CPU seconds (user + system) it used."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    out = subprocess.run(
-        args, capture_output=True, text=True, timeout=timeout, check=True, env=env
-    ).stdout
+    done = subprocess.run(args, capture_output=True, text=True, timeout=timeout, env=env)
+    if done.returncode != 0:
+        raise RuntimeError(f"{args[:4]}... exited {done.returncode}: {done.stderr[-2000:]}")
+    out = done.stdout
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     return out, cpu

@@ -73,6 +73,17 @@ async def test_errors_closes_and_head_requests(engine: str) -> None:
 
 
 @pytest.mark.parametrize("engine", ENGINES)
+async def test_bodies_larger_than_a_socket_buffer_go_whole(engine: str) -> None:
+    # 900 KB does not fit one non-blocking send: the rest waits for the socket to drain.
+    async with serving() as http_server:
+        body = bytes(range(256)) * 3600
+        plan = make_plan(http_server, RequestSpec("/echo", "POST", body=body), rate=10)
+        stats = await run_load(plan, engine=engine)
+        assert stats.requests == 10
+        assert stats.statuses == {200: 10}  # the server read every byte, answered it in full
+
+
+@pytest.mark.parametrize("engine", ENGINES)
 async def test_a_refused_port_fails_every_request(engine: str) -> None:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))

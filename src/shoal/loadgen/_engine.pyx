@@ -136,7 +136,8 @@ every socket that is ready (one wake-up for a burst of responses instead of one 
 a shared machine a wake-up costs more than a request). Each response keeps the time it
 arrived (the kernel's receive timestamp), so the latency does not include the wait; only the
 reuse of its connection waits, and at the rates where this applies (a wake-up due within
-1 ms) an idle connection is nearly always there."""
+1 ms) an idle connection is nearly always there; while requests wait in the backlog for a
+connection, responses wake the loop at once instead."""
 
 cdef enum:
     MAX_INDEX = 256 + 40 * 128 - 1
@@ -1241,8 +1242,12 @@ cdef class NativeEngine:
                 return R_SLICE
             remaining = (until - now) * 1000.0 + 1.0
             timeout_ms = <int>remaining if remaining < 1e9 else 1000000000
+            # Responses wait for a near tick, unless requests wait for their connections (the
+            # backlog: then each response serves one at once, as in the Python engine).
             n = epoll_wait(
-                self.ep_timer if not warming and self.timer_at - now <= DEFER else self.ep_main,
+                self.ep_timer
+                if not warming and self.bl_len == 0 and self.timer_at - now <= DEFER
+                else self.ep_main,
                 ready, 4, timeout_ms,
             )
             now = _monotonic()

@@ -1,16 +1,21 @@
 """The HTTP face of the API server: Kubernetes paths, verbs, query parameters and bodies.
 
-One catch-all route hands every request to :func:`_dispatch`, which parses the path
-(:mod:`~shoal.apiserver.paths`) against the registry as it is *now* (CRDs come and go at run
-time) and calls :class:`~shoal.apiserver.service.ObjectService`. Two middlewares wrap it: bearer
-token authentication (``/healthz``, ``/livez``, ``/readyz`` and ``/version`` are open) and the
-error boundary, which turns every :class:`~shoal.apiserver.status.APIError` into a Kubernetes
-``Status`` and anything unexpected into a 500 ``InternalError`` with a generic message (logged
-with its traceback; the request itself is not logged, so neither is the token).
+One handler (:func:`make_handler`, served by aiohttp's low-level ``web.Server``) takes every
+request: the error boundary, which turns every :class:`~shoal.apiserver.status.APIError` into a
+Kubernetes ``Status`` and anything unexpected into a 500 ``InternalError`` with a generic message
+(logged with its traceback; the request itself is not logged, so neither is the token); bearer
+token authentication (``/healthz``, ``/livez``, ``/readyz`` and ``/version`` are open); then
+:func:`_dispatch`, which parses the path (:mod:`~shoal.apiserver.paths`) against the registry as
+it is *now* (CRDs come and go at run time) and calls
+:class:`~shoal.apiserver.service.ObjectService`. An ``Application`` with a router and middlewares
+would add nothing here (one catch-all route) and cost ~20 µs per request (measured with wrk on
+a hello-world handler: 97 vs 72 and 68 vs 51 µs); :func:`make_app` still builds one around the
+same handler for code that wants an ``Application``.
 """
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import json
 import logging
@@ -20,7 +25,7 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 import yaml
-from aiohttp import web
+from aiohttp import HttpVersion11, web
 
 from shoal.apiserver import aggregated, openapi, patching, protobuf, scaling
 from shoal.apiserver.paths import Discovery, ObjectPath, parse_path
@@ -44,7 +49,7 @@ from shoal.apiserver.tables import table_for, table_spec_for
 from shoal.apiserver.validating import parse_field_validation
 from shoal.apiserver.watchstream import DEFAULT_TIMEOUT, WatchRequest, check_watch_list, serve_watch
 
-__all__ = ["SERVICE", "ServerInfo", "make_app"]
+__all__ = ["SERVICE", "ServerInfo", "make_app", "make_handler", "request_factory"]
 
 logger = logging.getLogger(__name__)
 
@@ -72,12 +77,62 @@ SERVICE = web.AppKey("service", ObjectService)
 INFO = web.AppKey("info", ServerInfo)
 
 
+def make_handler(
+    service: ObjectService, info: ServerInfo
+) -> Callable[[web.BaseRequest], Awaitable[web.StreamResponse]]:
+    """The request handler serving the Kubernetes API over ``service``, for aiohttp's
+    low-level ``web.Server(handler, request_factory=request_factory(loop))``, whose requests
+    are ``web.Request`` objects."""
+
+    async def handle(base: web.BaseRequest) -> web.StreamResponse:
+        request = cast(web.Request, base)  # made by request_factory
+        try:
+            if request.path not in OPEN_PATHS:
+                _authenticate(request, info)
+            if request.headers.get("Expect"):
+                await _expect(request)
+            return await _dispatch(request, service, info)
+        except APIError as error:
+            return status_response(error)
+        except web.HTTPRequestEntityTooLarge:
+            return status_response(
+                APIError("RequestEntityTooLarge", "the request body is larger than 3 MiB")
+            )
+        except web.HTTPException as error:
+            reason = {400: "BadRequest", 404: "NotFound", 405: "MethodNotAllowed"}.get(
+                error.status, "BadRequest"
+            )
+            return status_response(APIError(reason, error.reason or "bad request"))
+        except (ConnectionResetError, TimeoutError):
+            raise
+        except Exception:
+            logger.exception("internal error answering %s %s", request.method, request.path)
+            return status_response(
+                APIError("InternalError", "an internal error occurred; see the server's log")
+            )
+
+    return handle
+
+
+def request_factory(
+    loop: asyncio.AbstractEventLoop,
+) -> Callable[..., web.BaseRequest]:
+    """What ``web.Server`` makes each request with: a ``web.Request`` (the handlers' type)
+    that accepts bodies up to Kubernetes' 3 MiB."""
+
+    def make(message: Any, payload: Any, protocol: Any, writer: Any, task: Any) -> web.BaseRequest:
+        return web.Request(message, payload, protocol, writer, task, loop, client_max_size=MAX_BODY)
+
+    return make
+
+
 def make_app(service: ObjectService, info: ServerInfo) -> web.Application:
-    """The aiohttp application serving the Kubernetes API over ``service``."""
-    app = web.Application(middlewares=[_errors, _authenticate], client_max_size=MAX_BODY)
+    """An aiohttp ``Application`` around :func:`make_handler` (one catch-all route); the
+    server itself runs the handler on the low-level ``web.Server``."""
+    app = web.Application(client_max_size=MAX_BODY)
     app[SERVICE] = service
     app[INFO] = info
-    app.router.add_route("*", "/{tail:.*}", _dispatch)
+    app.router.add_route("*", "/{tail:.*}", make_handler(service, info))
     return app
 
 
@@ -104,39 +159,22 @@ def status_response(error: APIError) -> web.Response:
     return _json_response(error.to_status(), status=error.code, headers=headers)
 
 
-@web.middleware
-async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
-    try:
-        return await handler(request)
-    except APIError as error:
-        return status_response(error)
-    except web.HTTPRequestEntityTooLarge:
-        return status_response(
-            APIError("RequestEntityTooLarge", "the request body is larger than 3 MiB")
-        )
-    except web.HTTPException as error:
-        reason = {400: "BadRequest", 404: "NotFound", 405: "MethodNotAllowed"}.get(
-            error.status, "BadRequest"
-        )
-        return status_response(APIError(reason, error.reason or "bad request"))
-    except (ConnectionResetError, TimeoutError):
-        raise
-    except Exception:
-        logger.exception("internal error answering %s %s", request.method, request.path)
-        return status_response(
-            APIError("InternalError", "an internal error occurred; see the server's log")
-        )
-
-
-@web.middleware
-async def _authenticate(request: web.Request, handler: Handler) -> web.StreamResponse:
-    if request.path in OPEN_PATHS:
-        return await handler(request)
+def _authenticate(request: web.Request, info: ServerInfo) -> None:
     header = request.headers.get("Authorization", "")
     scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not tokens_equal(token.strip(), request.app[INFO].token):
+    if scheme.lower() != "bearer" or not tokens_equal(token.strip(), info.token):
         raise APIError("Unauthorized", "Unauthorized")
-    return await handler(request)
+
+
+async def _expect(request: web.Request) -> None:
+    """``Expect: 100-continue`` as aiohttp's router answers it (curl sends it before large
+    bodies): a ``100 Continue``, then the client sends the body."""
+    expect = request.headers.get("Expect", "")
+    if request.version == HttpVersion11:
+        if expect.lower() != "100-continue":
+            raise APIError("BadRequest", f"unknown Expect: {expect}")
+        await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        request.writer.output_size = 0  # the answer's body has not started
 
 
 # -- dispatch ---------------------------------------------------------------------------------
@@ -144,17 +182,18 @@ async def _authenticate(request: web.Request, handler: Handler) -> web.StreamRes
 NOT_FOUND = "the server could not find the requested resource"
 
 
-async def _dispatch(request: web.Request) -> web.StreamResponse:
+async def _dispatch(
+    request: web.Request, service: ObjectService, info: ServerInfo
+) -> web.StreamResponse:
     path = request.path
     if path in ("/healthz", "/livez", "/readyz"):
         return web.Response(text="ok", content_type="text/plain")
     if path == "/version":
         _only(request, "GET")
-        return _json_response(_version(request.app[INFO]))
+        return _json_response(_version(info))
     if path == "/openapi/v3" or path.startswith("/openapi/v3/"):
         _only(request, "GET")
-        return _json_response(openapi.answer(request.app[SERVICE].registry, path))
-    service = request.app[SERVICE]
+        return _json_response(openapi.answer(service.registry, path))
     registry = service.registry
     target = parse_path(path, lambda g, v, p: registry.lookup(g, v, p) is not None)
     if target is None:
@@ -169,7 +208,7 @@ async def _dispatch(request: web.Request) -> web.StreamResponse:
                     body=json.dumps(document, separators=(",", ":")).encode(),
                     headers={"Content-Type": aggregated.MEDIA_TYPES[version]},
                 )
-        return _json_response(_discovery(request, target))
+        return _json_response(_discovery(service, info, target))
     return await _resource_request(request, service, target)
 
 
@@ -195,10 +234,10 @@ def _version(info: ServerInfo) -> Body:
     }
 
 
-def _discovery(request: web.Request, target: Discovery) -> Body:
-    registry = request.app[SERVICE].registry
+def _discovery(service: ObjectService, info: ServerInfo, target: Discovery) -> Body:
+    registry = service.registry
     if target.what == "api":
-        return registry.api_versions(request.app[INFO].address)
+        return registry.api_versions(info.address)
     if target.what == "apis":
         return registry.group_list()
     if target.what == "group":

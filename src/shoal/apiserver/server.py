@@ -8,6 +8,7 @@ The data directory holds the SQLite file ``shoal.db``, the ``pki/`` directory an
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import errno
 import gc
@@ -22,7 +23,7 @@ from typing import Any
 from aiohttp import web
 
 from shoal.apiserver.aiostorage import AsyncStore
-from shoal.apiserver.app import ServerInfo, make_app
+from shoal.apiserver.app import ServerInfo, make_handler, request_factory
 from shoal.apiserver.clusterip import DEFAULT_SERVICE_CIDR
 from shoal.apiserver.collecting import Collector
 from shoal.apiserver.resources import Registry
@@ -147,12 +148,17 @@ async def serve(settings: ServerSettings) -> AsyncIterator[RunningServer]:
             collector = Collector(service, interval=settings.gc_interval)
             port = int(sock.getsockname()[1])
             url = _url(settings.address, port)
-            app = make_app(
+            handler = make_handler(
                 service, ServerInfo(token=credentials.token, address=f"{settings.address}:{port}")
             )
-            runner = web.AppRunner(
-                app, handler_cancellation=True, access_log=None, shutdown_timeout=1.0
+            # aiohttp's low-level server: one handler, no router or middlewares (see app.py).
+            http = web.Server(
+                handler,
+                request_factory=request_factory(asyncio.get_running_loop()),
+                handler_cancellation=True,
+                access_log=None,
             )
+            runner = web.ServerRunner(http, shutdown_timeout=1.0)
             await runner.setup()
             try:
                 site = web.SockSite(runner, sock, ssl_context=tls)

@@ -3,15 +3,22 @@
 from __future__ import annotations
 
 import itertools
+from types import ModuleType
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from shoal.components.ambassadors import memcache
-from shoal.components.ambassadors.memcache import BadRequest, Request, RequestParser
+from shoal.components.ambassadors import _memcache, memcache
+from shoal.components.ambassadors.memcache import BadRequest, Request
+
+MODULES = pytest.mark.parametrize("module", [memcache, _memcache], ids=["python", "compiled"])
+"""The parser tests run over memcache.py and its compiled twin (never skipped)."""
 
 
-def feed_all(parser: RequestParser, stream: bytes, cuts: list[int]) -> list[Request | BadRequest]:
+def feed_all(
+    parser: memcache.RequestParser, stream: bytes, cuts: list[int]
+) -> list[Request | BadRequest]:
     out: list[Request | BadRequest] = []
     bounds = [0, *sorted(cuts), len(stream)]
     for a, b in itertools.pairwise(bounds):
@@ -42,29 +49,32 @@ TRANSCRIPT = [
 ]
 
 
-def test_transcript_of_every_supported_command() -> None:
-    parser = RequestParser()
+@MODULES
+def test_transcript_of_every_supported_command(module: ModuleType) -> None:
+    parser = module.RequestParser()
     for raw, expected in TRANSCRIPT:
         assert parser.feed(raw) == [expected], raw
 
 
+@MODULES
 @given(st.data())
-def test_any_chunking_gives_the_same_requests(data: st.DataObject) -> None:
+def test_any_chunking_gives_the_same_requests(module: ModuleType, data: st.DataObject) -> None:
     picks = data.draw(st.lists(st.sampled_from(TRANSCRIPT), min_size=1, max_size=10))
     stream = b"".join(raw for raw, _ in picks)
     cuts = data.draw(st.lists(st.integers(0, len(stream)), max_size=15))
-    assert feed_all(RequestParser(), stream, cuts) == [req for _, req in picks]
+    assert feed_all(module.RequestParser(), stream, cuts) == [req for _, req in picks]
 
 
 # Built from printable bytes directly: filtering random binary rejects most draws (a health check).
 keys = st.lists(st.integers(33, 126), min_size=1, max_size=30).map(bytes)
 
 
+@MODULES
 @given(
     keys, st.integers(0, 2**32 - 1), st.integers(-5, 10**6), st.binary(max_size=300), st.booleans()
 )
 def test_storage_round_trip(
-    key: bytes, flags: int, exptime: int, value: bytes, noreply: bool
+    module: ModuleType, key: bytes, flags: int, exptime: int, value: bytes, noreply: bool
 ) -> None:
     line = b"set %b %d %d %d%b\r\n" % (
         key,
@@ -74,11 +84,12 @@ def test_storage_round_trip(
         b" noreply" if noreply else b"",
     )
     raw = line + value + b"\r\n"
-    assert RequestParser().feed(raw) == [Request(b"set", [key], raw, not noreply)]
+    assert module.RequestParser().feed(raw) == [Request(b"set", [key], raw, not noreply)]
 
 
-def test_bad_lines_get_memcached_errors_and_the_stream_goes_on() -> None:
-    parser = RequestParser(max_value_bytes=8)
+@MODULES
+def test_bad_lines_get_memcached_errors_and_the_stream_goes_on(module: ModuleType) -> None:
+    parser = module.RequestParser(max_value_bytes=8)
     stream = (
         b"bogus\r\n"  # unknown command
         b"\r\n"  # empty line
@@ -94,7 +105,7 @@ def test_bad_lines_get_memcached_errors_and_the_stream_goes_on() -> None:
         b"get ok\r\n"
     )
     events = feed_all(parser, stream, list(range(0, len(stream), 3)))
-    assert [e.reply if isinstance(e, BadRequest) else e for e in events] == [
+    assert [e.reply if isinstance(e, (BadRequest, module.BadRequest)) else e for e in events] == [
         b"ERROR\r\n",
         b"ERROR\r\n",
         b"CLIENT_ERROR bad command line format\r\n",
@@ -110,8 +121,9 @@ def test_bad_lines_get_memcached_errors_and_the_stream_goes_on() -> None:
     ]
 
 
-def test_endless_line_is_fatal() -> None:
-    parser = RequestParser(max_line_bytes=100)
+@MODULES
+def test_endless_line_is_fatal(module: ModuleType) -> None:
+    parser = module.RequestParser(max_line_bytes=100)
     events = parser.feed(b"get " + b"k" * 200)
     assert events == [BadRequest(b"CLIENT_ERROR line too long\r\n", fatal=True)]
 
@@ -119,20 +131,70 @@ def test_endless_line_is_fatal() -> None:
 values = st.dictionaries(keys, st.binary(max_size=50), max_size=5)
 
 
+@MODULES
 @given(values, st.integers(0, 500))
-def test_response_end_for_retrievals(found: dict[bytes, bytes], cut: int) -> None:
+def test_response_end_for_retrievals(
+    module: ModuleType, found: dict[bytes, bytes], cut: int
+) -> None:
     body = b"".join(b"VALUE %b 0 %d\r\n%b\r\n" % (k, len(v), v) for k, v in found.items())
     response = body + b"END\r\n"
     stream = response + b"STORED\r\n"
-    assert memcache.response_end(stream, 0, True) == len(response)
-    assert memcache.response_end(stream, len(response), False) == len(stream)
-    assert memcache.response_end(response[: min(cut, len(response) - 1)], 0, True) == -1
+    assert module.response_end(stream, 0, True) == len(response)
+    assert module.response_end(stream, len(response), False) == len(stream)
+    assert module.response_end(response[: min(cut, len(response) - 1)], 0, True) == -1
     blocks = memcache.value_blocks(response)
     assert blocks is not None
     assert sorted(blocks) == sorted(found)
 
 
-def test_an_error_line_ends_a_retrieval() -> None:
+@MODULES
+def test_an_error_line_ends_a_retrieval(module: ModuleType) -> None:
     raw = b"SERVER_ERROR out of memory\r\n"
-    assert memcache.response_end(raw, 0, True) == len(raw)
+    assert module.response_end(raw, 0, True) == len(raw)
     assert memcache.value_blocks(raw) is None
+
+
+memcache_part = st.one_of(
+    st.sampled_from([line for line, _ in TRANSCRIPT]),
+    st.sampled_from(
+        [
+            b"get\r\n",
+            b"set k 0 0 3\r\nabcd\r\n",
+            b"set k 0 0 99\r\n" + b"v" * 99 + b"\r\n",
+            b"incr n x\r\n",
+            b"stats\r\n",
+            b"bogus\r\n",
+            b"get " + b"k" * 300 + b"\r\n",
+            b"\r\n",
+            b"set k 0 0 -1\r\n",
+            b"gat x k\r\n",
+        ]
+    ),
+    st.binary(max_size=12),
+)
+
+
+@given(st.lists(memcache_part, min_size=1, max_size=10), st.data())
+def test_the_compiled_parser_agrees_on_arbitrary_input(
+    parts: list[bytes], data: st.DataObject
+) -> None:
+    """Malformed, oversized and split input: the compiled parser gives the pure one's answers."""
+    stream = b"".join(parts)
+    cuts = data.draw(st.lists(st.integers(0, len(stream)), max_size=6))
+    limits = {"max_value_bytes": 50, "max_line_bytes": 200}
+    pure = feed_all(memcache.RequestParser(**limits), stream, cuts)
+    assert feed_all(_memcache.RequestParser(**limits), stream, cuts) == pure
+
+
+@given(st.lists(memcache_part, min_size=1, max_size=6), st.booleans(), st.integers(0, 300))
+def test_the_compiled_response_scanner_agrees(parts: list[bytes], retrieval: bool, at: int) -> None:
+    stream = b"".join(parts)
+    at = min(at, len(stream))
+
+    def scan(module: ModuleType) -> object:
+        try:
+            return module.response_end(stream, at, retrieval)
+        except (memcache.ResponseError, _memcache.ResponseError) as error:
+            return ("error", str(error))
+
+    assert scan(_memcache) == scan(memcache)

@@ -28,8 +28,6 @@ a line longer than ``max_line_bytes`` with no end in sight, after which the conn
 ``VALUE`` blocks up to ``END`` (or an error line in their place).
 """
 
-from __future__ import annotations
-
 from typing import Final, NamedTuple
 
 __all__ = [

@@ -1,11 +1,15 @@
 """
 Which implementation of the ambassador's hot path runs: compiled (Cython) or pure Python.
 
-The driver (:mod:`~shoal.components.ambassadors.driver`) is compiled a second time, from the same
-source, into ``_driver`` when a C compiler was there at install (``setup.py``; ``_driver.pyx`` only
-``include``\\ s it and binds the compiled RESP scanners of ``_resp``). The compiled driver behaves
-exactly as the pure one (the behavioural tests run over both); it spends less time in the
-interpreter. Everything else (parsers' slow paths, planner, router, settings) is shared.
+The driver (:mod:`~shoal.components.ambassadors.driver`) and the memcached parser
+(:mod:`~shoal.components.ambassadors.memcache`) are compiled a second time, from the same source,
+into ``_driver`` and ``_memcache`` when a C compiler was there at install (``setup.py``; each
+``.pyx`` only ``include``\\ s its module; ``_driver`` then binds ``_memcache`` and the RESP
+scanners written in C in ``_resp``). Compiled, the driver's protocols are extension types with C
+fields (Cython's pure-Python mode, see ``_cyshim``). The compiled modules behave exactly as the
+pure ones (the behavioural tests run over both, Hypothesis tests compare the parsers and
+scanners on arbitrary input); they spend less time in the interpreter. Everything else (the
+RESP parser's careful path, planner, router, settings) is shared.
 
 :func:`resolve` answers which one runs: ``implementation`` (``AmbassadorSettings.implementation``)
 is ``compiled`` (an error when it was not built), ``python``, or ``auto``: compiled when
@@ -32,7 +36,7 @@ IMPLEMENTATIONS: Final = ("auto", "compiled", "python")
 PURE_ENV: Final = "SHOAL_PURE_PYTHON"
 """Set to ``1`` to make ``auto`` choose the pure-Python path."""
 
-_MODULES: Final = ("_resp", "_driver")
+_MODULES: Final = ("_resp", "_memcache", "_driver")
 
 
 def resolve(implementation: str = "auto") -> str:

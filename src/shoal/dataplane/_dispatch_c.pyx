@@ -10,3 +10,4 @@ from shoal.dataplane._health_c import (
     RetryBudget,
 )
 from shoal.dataplane._balancing_c import make_picker
+from shoal.dataplane._routing_c import Router, RoutingTable, shard_key

@@ -36,8 +36,6 @@ whose load is below ``ceil(factor × (total + 1) × weight / total_weight)``, so
 push a shard beyond ``factor`` times its fair share.
 """
 
-from __future__ import annotations
-
 import bisect
 import hashlib
 import math

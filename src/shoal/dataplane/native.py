@@ -3,7 +3,8 @@ Which implementation of the hot path runs: the compiled one (Cython) or the pure
 
 The driver (:mod:`~shoal.dataplane.driver`), the dispatcher (:mod:`~shoal.dataplane.dispatch`),
 the fast path (:mod:`~shoal.dataplane.fastpath`), the health machines
-(:mod:`~shoal.dataplane.health`) and the pickers (:mod:`~shoal.dataplane.balancing`) are each
+(:mod:`~shoal.dataplane.health`), the pickers (:mod:`~shoal.dataplane.balancing`) and the shard
+router (:mod:`~shoal.dataplane.routing`, :mod:`~shoal.dataplane.hashing`) are each
 compiled a second time, from the same source, into ``shoal.dataplane._<name>_c`` when a C compiler
 was there at install (``setup.py``; the ``.pyx`` beside each module only ``include``\\ s it). The
 compiled module behaves exactly as the pure one (the same tests run over both); it only spends
@@ -28,7 +29,7 @@ IMPLEMENTATIONS: Final = ("auto", "compiled", "python")
 PURE_ENV: Final = "SHOAL_PURE_PYTHON"
 """Set to ``1`` to make ``auto`` choose the pure-Python path."""
 
-_MODULES: Final = ("fastpath", "health", "balancing", "dispatch", "driver")
+_MODULES: Final = ("fastpath", "health", "balancing", "hashing", "routing", "dispatch", "driver")
 
 
 def resolve(implementation: str = "auto") -> str:

@@ -27,8 +27,6 @@ what does change per request: the pickers' state and the per-shard counters, kep
 across swaps.
 """
 
-from __future__ import annotations
-
 import random
 import re
 from collections.abc import Collection, Mapping, Sequence
@@ -124,8 +122,8 @@ class RoutingTable:
         shards: Mapping[str, Sequence[str | Endpoint]],
         *,
         settings: RoutingSettings | None = None,
-        previous: RoutingTable | None = None,
-    ) -> RoutingTable:
+        previous: "RoutingTable | None" = None,
+    ) -> "RoutingTable":
         """A table for ``shards`` (shard name → addresses or endpoints) under ``settings``.
 
         With ``previous``, endpoints of unchanged addresses are the previous table's objects and

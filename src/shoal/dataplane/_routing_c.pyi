@@ -1,0 +1,4 @@
+# The compiled build of routing.py (same source): the shard router.
+from shoal.dataplane.routing import Router as Router
+from shoal.dataplane.routing import RoutingTable as RoutingTable
+from shoal.dataplane.routing import shard_key as shard_key

@@ -33,6 +33,7 @@ import argparse
 import asyncio
 import contextlib
 import dataclasses
+import gc
 import multiprocessing
 import os
 import signal
@@ -262,6 +263,10 @@ async def serve(
         if proxy.admin_address is not None:
             host, port = proxy.admin_address
             print(f"admin on {host}:{port}", flush=True)
+        # What exists now (modules, configuration, compiled tables) lives as long as the
+        # process: keep it out of the cyclic collector's full passes, which would walk all of it
+        # while requests wait (a tail-latency stall); per-request objects are freed by refcount.
+        gc.freeze()
         while not stop.is_set():
             periodic = model is not None and _uses_services(model)
             timeout = options.resolve_interval if periodic else None

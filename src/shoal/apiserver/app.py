@@ -29,7 +29,7 @@ from aiohttp import HttpVersion11, web
 
 from shoal.apiserver import aggregated, openapi, patching, protobuf, scaling
 from shoal.apiserver.paths import Discovery, ObjectPath, parse_path
-from shoal.apiserver.records import item_text
+from shoal.apiserver.records import item_text, loads
 from shoal.apiserver.resources import Resource
 from shoal.apiserver.security import tokens_equal
 from shoal.apiserver.selectors import (
@@ -421,7 +421,7 @@ def _decode(raw: bytes, content_type: str) -> Any:
             data = yaml.safe_load(text)
             _check_finite(data)
             return data
-        return json.loads(text, parse_constant=_reject_constant)
+        return loads(text, parse_constant=_reject_constant)
     except (ValueError, yaml.YAMLError, RecursionError) as error:
         what = "YAML" if "yaml" in content_type else "JSON"
         raise APIError("BadRequest", f"the request body is not valid {what}: {error}") from None

@@ -18,10 +18,15 @@ from __future__ import annotations
 import copy
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
+
+try:
+    import orjson
+except ImportError:  # pragma: no cover - a runtime dependency; the json module says the same
+    orjson = None  # type: ignore[assignment]
 
 __all__ = [
     "Create",
@@ -34,7 +39,9 @@ __all__ = [
     "Write",
     "collection_key",
     "copy_json",
+    "dumps",
     "encode",
+    "loads",
     "object_key",
     "prefix_bounds",
 ]
@@ -95,8 +102,55 @@ def copy_json(value: Any) -> Any:
     return copy.deepcopy(value)
 
 
+def loads(text: str, parse_constant: Callable[[str], Any] | None = None) -> Any:
+    """:func:`json.loads`, through orjson (2-3 times faster) when it is installed.
+
+    Anything orjson refuses goes to :func:`json.loads`, which decides as it always did: lone
+    surrogates are read, ``NaN``/``Infinity`` go to ``parse_constant``, and invalid JSON raises
+    its usual :class:`ValueError` (so error messages are unchanged). orjson reads integers
+    beyond 64 bits as floats, so a text with a run of 19 digits goes to :func:`json.loads` too,
+    which keeps them exact. Duplicate keys keep the last value either way."""
+    if orjson is not None and _LONG_DIGITS.search(text) is None:
+        try:
+            return orjson.loads(text)
+        except orjson.JSONDecodeError:
+            pass
+    return json.loads(text, parse_constant=parse_constant)
+
+
+_LONG_DIGITS = re.compile(r"[0-9]{19}")
+
+
+if orjson is not None:
+    # datetimes, dataclasses and subclasses of str/int/dict/list go to json.dumps, which
+    # renders them (or refuses them) as it always did; orjson would render them its own way.
+    _ORJSON_OPTIONS = (
+        orjson.OPT_PASSTHROUGH_DATETIME
+        | orjson.OPT_PASSTHROUGH_DATACLASS
+        | orjson.OPT_PASSTHROUGH_SUBCLASS
+    )
+
+
+def dumps(value: Any) -> str:
+    """Compact JSON text of ``value`` (UTF-8 characters unescaped; ``NaN`` and infinities are
+    not JSON: :class:`ValueError`), through orjson when it is installed.
+
+    orjson writes NaN and infinities as ``null``, so a text containing ``null`` is made again by
+    :func:`json.dumps`, which refuses them; so is everything orjson refuses (integers beyond 64
+    bits, non-string keys, the types above). Stored objects rarely hold a ``null``."""
+    if orjson is not None:
+        try:
+            data = orjson.dumps(value, option=_ORJSON_OPTIONS)
+        except TypeError:
+            pass
+        else:
+            if b"null" not in data:
+                return data.decode()
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
 def _decode(raw: str) -> dict[str, Any]:
-    value = json.loads(raw)
+    value = loads(raw)
     assert isinstance(value, dict)
     return value
 
@@ -193,7 +247,7 @@ def encode(value: Mapping[str, Any]) -> str:
         ordered = {key: value[key] for key in _HEAD if key in value}
         ordered.update(value)  # the head keys keep their places; the others follow in order
         value = ordered
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    return dumps(value)
 
 
 _HEAD = ("apiVersion", "kind", "metadata")

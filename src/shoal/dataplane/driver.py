@@ -282,7 +282,7 @@ class _UpstreamProtocol:
         self.transport = cast(asyncio.Transport, transport)
 
     def data_received(self, data: bytes) -> None:
-        owner = self.owner
+        owner: _ClientProtocol | None = self.owner  # typed: a C call when compiled
         if owner is None:  # an idle connection has nothing to say
             self.close()
             return
@@ -392,6 +392,7 @@ class UpstreamPool:
                     conn.close()
                 idle.clear()
 
+    @cython.ccall
     def take(self, address: Address) -> _UpstreamProtocol | None:
         """An idle connection to ``address`` still open and fresh, or ``None``."""
         idle = self._idle.get(address)
@@ -418,6 +419,7 @@ class UpstreamPool:
         self._opened += 1
         return cast(_UpstreamProtocol, protocol)
 
+    @cython.ccall
     def release(self, conn: _UpstreamProtocol) -> None:
         """Keep ``conn`` for reuse, or close it when the pool is full or closed."""
         conn.owner = None
@@ -932,6 +934,7 @@ class _ClientProtocol:
 
     # --- upstream events ---
 
+    @cython.ccall
     def upstream_data(self, conn: _UpstreamProtocol, data: bytes) -> None:
         self._last_activity = self._loop.time()
         if not self._upstream_seen:

@@ -9,6 +9,7 @@ own validation is split the same way, and so are its messages.
 from __future__ import annotations
 
 import enum
+import functools
 import re
 import types
 import typing
@@ -30,7 +31,10 @@ def _utc(value: datetime) -> datetime:
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
+@functools.lru_cache(maxsize=1024)
 def _rfc3339(value: datetime) -> str:
+    # Cached: an API server writes the same few timestamps (this second's, the object's
+    # creation) again and again, and equal datetimes name the same UTC text.
     text = value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S")
     if value.microsecond:
         text += f".{value.microsecond:06d}"

@@ -16,7 +16,9 @@ counted, several worker processes merged.
 * :mod:`~shoal.loadgen.engine`: pooling, dropping, accounting (pure, driven with ``now``);
 * :mod:`~shoal.loadgen.histogram`, :mod:`~shoal.loadgen.stats`: what was measured (pure);
 * :mod:`~shoal.loadgen.http`: response parsers (pure Python, or httptools);
-* :mod:`~shoal.loadgen.driver`: the asyncio I/O and worker processes;
+* :mod:`~shoal.loadgen.driver`: the asyncio I/O and worker processes, and which engine runs;
+* ``shoal.loadgen._engine`` (compiled, when built): the same engine and its I/O in C, with the
+  GIL released; chosen by default, ``SHOAL_LOADGEN_ENGINE=python`` forces the pure one;
 * :mod:`~shoal.loadgen.report`: the summary, thresholds, HTML and SVG.
 """
 

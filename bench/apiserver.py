@@ -25,9 +25,9 @@ free port, a fresh data directory) and measures, in one run:
   including the JSON decoding of the answers;
 * the disk's limit: a bare SQLite insert loop with the same durability (WAL, synchronous=FULL,
   one commit per insert: the server's PRAGMAs, and each insert durable before the next, as each
-  create is durable before its 201), in the same directory as the server's database, before and
-  after the server's phases (the disk is shared: the ratios use the mean), and the ratio of the
-  creates/s to it. The server commits concurrent writes in groups (one transaction and one fsync
+  create is durable before its 201), in the same directory as the server's database, just before
+  and just after the 64-client creates (the disk is shared and its fsync rate drifts: the ratios
+  use the mean, and both are printed), and the ratio of the creates/s to it. The server commits concurrent writes in groups (one transaction and one fsync
   for all the writes queued, each answered after that commit); for context the same bare loop
   with 64 inserts per commit is printed too;
 * the server process's CPU time per create, per update and for the lists (``/proc``), which
@@ -631,59 +631,79 @@ async def server_in(directory: Path) -> AsyncIterator[ServerProcess]:
             server.kill()  # a no-op when it has exited
 
 
-async def load_phases(
-    server: ServerProcess, directory: Path, sizes: Sizes, lean: bool
-) -> tuple[float, float, float, float, float, str]:
-    """Creates/s from 1 client, from ``sizes.concurrency`` clients, and updates/s, with the
-    server's CPU seconds per create and per update; and what the latencies of the concurrent
-    creates and updates were (wrk only)."""
+@dataclass(frozen=True, slots=True)
+class Load:
+    """What the create and update phases measured."""
+
+    single: float
+    """Creates/s from one client."""
+    created: float
+    """Creates/s from ``Sizes.concurrency`` clients."""
+    create_cpu: float
+    """The server's CPU seconds per create (concurrent phase)."""
+    updated: float
+    update_cpu: float
+    bare_before: float
+    """Bare SQLite inserts/s just before the concurrent creates (the disk is shared and its
+    fsync rate drifts within a minute: the yardstick is taken next to what it measures)."""
+    bare_after: float
+    """... and just after them."""
+    latencies: str
+    """Create and update latency percentiles (wrk only)."""
+
+
+async def load_phases(server: ServerProcess, directory: Path, sizes: Sizes, lean: bool) -> Load:
+    """Creates from 1 client, the bare loop, creates from ``sizes.concurrency`` clients, the
+    bare loop again, then updates; with the server's CPU per create and per update."""
     if lean:
         single_run, _ = await wrk_creates(server, directory, "single", sizes.single, 1)
+        bare_before = bare_sqlite(directory, sizes.bare)
         created_run, versions = await wrk_creates(
             server, directory, "bench", sizes.objects, sizes.concurrency
         )
-        create_cpu = created_run.server_cpu / sizes.objects
+        bare_after = bare_sqlite(directory, sizes.bare)
         updated_run = await wrk_updates(
             server, directory, "bench", versions, sizes.updates, sizes.concurrency
         )
-        update_cpu = updated_run.server_cpu / sizes.updates
-        latencies = (
-            f"create p50/p99 {created_run.p50_ms:.1f}/{created_run.p99_ms:.1f} ms, "
-            f"update p50/p99 {updated_run.p50_ms:.1f}/{updated_run.p99_ms:.1f} ms"
-        )
-        return (
-            single_run.rate,
-            created_run.rate,
-            create_cpu,
-            updated_run.rate,
-            update_cpu,
-            latencies,
+        return Load(
+            single=single_run.rate,
+            created=created_run.rate,
+            create_cpu=created_run.server_cpu / sizes.objects,
+            updated=updated_run.rate,
+            update_cpu=updated_run.server_cpu / sizes.updates,
+            bare_before=bare_before,
+            bare_after=bare_after,
+            latencies=(
+                f"create p50/p99 {created_run.p50_ms:.1f}/{created_run.p99_ms:.1f} ms, "
+                f"update p50/p99 {updated_run.p50_ms:.1f}/{updated_run.p99_ms:.1f} ms"
+            ),
         )
     single, _ = await creates(server, "single", sizes.single, 1)
+    bare_before = bare_sqlite(directory, sizes.bare)
     cpu = server_cpu(server)
     created, versions = await creates(server, "bench", sizes.objects, sizes.concurrency)
     create_cpu = (server_cpu(server) - cpu) / sizes.objects
+    bare_after = bare_sqlite(directory, sizes.bare)
     cpu = server_cpu(server)
     updated = await updates(server, "bench", versions, sizes.updates, sizes.concurrency)
     update_cpu = (server_cpu(server) - cpu) / sizes.updates
-    return single, created, create_cpu, updated, update_cpu, ""
+    return Load(
+        single, created, create_cpu, updated, update_cpu, bare_before, bare_after, latencies=""
+    )
 
 
 async def run(directory: Path, sizes: Sizes, quick: bool, lean: bool) -> None:
     started = time.perf_counter()
-    # The disk's limit is measured before and after the server's phases (the disk is shared;
-    # the ratios use the mean, and both are printed).
-    bare_before = bare_sqlite(directory, sizes.bare)
     grouped = bare_sqlite(directory, sizes.bare * 4, per_commit=sizes.concurrency)
     async with server_in(directory / "server") as server:
-        single, created, create_cpu, updated, update_cpu, latencies = await load_phases(
-            server, directory, sizes, lean
-        )
+        load = await load_phases(server, directory, sizes, lean)
         cpu = server_cpu(server)
         one, received, pages, objects, paged = await listing(server, "bench")
         list_cpu = server_cpu(server) - cpu
         after_ack, after_issue = await watch_latency(server, sizes.watchers, sizes.watch_events)
-    bare_after = bare_sqlite(directory, sizes.bare)
+    single, created, create_cpu = load.single, load.created, load.create_cpu
+    updated, update_cpu, latencies = load.updated, load.update_cpu, load.latencies
+    bare_before, bare_after = load.bare_before, load.bare_after
     bare = (bare_before + bare_after) / 2
     elapsed = time.perf_counter() - started
 
@@ -695,7 +715,8 @@ async def run(directory: Path, sizes: Sizes, quick: bool, lean: bool) -> None:
         (
             "bare SQLite inserts/s (WAL, FULL, 1 per commit)",
             f"{bare:,.0f}",
-            f"the disk's limit (mean of {bare_before:,.0f} before and {bare_after:,.0f} after)",
+            f"the disk's limit (mean of {bare_before:,.0f} just before and {bare_after:,.0f} "
+            f"just after the {sizes.concurrency}-client creates)",
         ),
         (
             f"bare SQLite inserts/s (WAL, FULL, {sizes.concurrency} per commit)",

@@ -4,10 +4,15 @@ caller's object is left as it was."""
 from __future__ import annotations
 
 import copy
+import uuid
 from typing import Any
+
+from hypothesis import given
+from hypothesis import strategies as st
 
 from shoal.apiserver.applying import record_update
 from shoal.apiserver.resources import Registry
+from shoal.apiserver.strategy import prepare_create, prepare_update, uuid4_text
 from shoal.apiserver.validating import validate
 from shoal.model.core import Deployment
 
@@ -74,3 +79,33 @@ def test_validate_leaves_the_body_unless_owned() -> None:
     owned = validate(resource, body, "Warn", owned=True)
     assert owned.body == plain.body
     assert owned.warnings == plain.warnings == ['unknown field "spec.unknownField"']
+
+
+def test_prepare_create_and_update_owned_give_the_same_object_and_copy_otherwise() -> None:
+    registry = Registry.builtin()
+    deployments = registry.lookup("apps", "v1", "deployments")
+    assert deployments is not None
+    body = _deployment(2)
+    kept = copy.deepcopy(body)
+    copied = prepare_create(deployments, body, namespace="default", now=NOW)
+    assert body == kept  # not owned: untouched
+    owned = prepare_create(deployments, body, namespace="default", now=NOW, owned=True)
+    assert owned is body
+    uids = (copied["metadata"].pop("uid"), owned["metadata"].pop("uid"))
+    assert uids[0] != uids[1]
+    assert owned == copied
+
+    old = copied
+    body = _deployment(4)
+    kept = copy.deepcopy(body)
+    copied = prepare_update(deployments, old, body)
+    assert body == kept
+    owned = prepare_update(deployments, old, body, owned=True)
+    assert owned is body
+    assert owned == copied
+
+
+@given(raw=st.binary(min_size=16, max_size=16))
+def test_uuid4_text_is_what_the_uuid_module_writes(raw: bytes) -> None:
+    assert uuid4_text(raw) == str(uuid.UUID(bytes=raw, version=4))
+    assert uuid4_text(bytearray(raw)) == uuid4_text(raw)

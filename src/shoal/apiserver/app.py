@@ -298,6 +298,7 @@ async def _resource_request(
             body,
             _write_options(request),
             subresource=target.subresource,
+            owned=True,  # the request's own parsed body
         )
         return _write_response(request, resource, result, 200)
     if method == "PATCH":
@@ -737,7 +738,9 @@ async def _create(
                 "BadRequest",
                 f"the {key} in the data ({value}) does not match the expected {key} ({expected})",
             )
-    result = await service.create(resource, target.namespace, body, _write_options(request))
+    result = await service.create(
+        resource, target.namespace, body, _write_options(request), owned=True
+    )
     return _write_response(request, resource, result, 201)
 
 

@@ -362,11 +362,13 @@ class ObjectService:
         options: WriteOptions,
         *,
         manage: Manage | None = None,
+        owned: bool = False,
     ) -> WriteResult:
         """POST (and the create of a server-side apply, whose ``manage`` keeps the managed
-        fields the apply computed)."""
+        fields the apply computed). ``body`` is left as it was unless ``owned`` says the caller
+        gives it up (the request's own parsed body), which spares a copy."""
         now = now_rfc3339()
-        obj = prepare_create(resource, body, namespace=namespace, now=now)
+        obj = prepare_create(resource, body, namespace=namespace, now=now, owned=owned)
         name = obj["metadata"].get("name")
         checked = validate(
             resource, obj, options.field_validation, self.crd_for(resource), owned=True
@@ -449,8 +451,10 @@ class ObjectService:
         *,
         subresource: str | None = None,
         entry: Entry | None = None,
+        owned: bool = False,
     ) -> WriteResult:
-        """PUT: replace the object (or its status) if ``metadata.resourceVersion`` is current."""
+        """PUT: replace the object (or its status) if ``metadata.resourceVersion`` is current.
+        ``owned`` as for :meth:`create`."""
         if entry is None:
             entry = await self.get_entry(resource, namespace, name)
         given = (
@@ -476,7 +480,9 @@ class ObjectService:
                 raise bad_request(f"invalid resourceVersion {given!r}: must be a storage revision")
             if int(given) != entry.revision:
                 raise conflict(resource, name, OPTIMISTIC_LOCK_MESSAGE)
-        return await self._replace(resource, namespace, name, entry, body, options, subresource)
+        return await self._replace(
+            resource, namespace, name, entry, body, options, subresource, owned=owned
+        )
 
     async def _replace(
         self,
@@ -488,6 +494,8 @@ class ObjectService:
         options: WriteOptions,
         subresource: str | None,
         manage: Manage | None = None,
+        *,
+        owned: bool = False,
     ) -> WriteResult:
         old = entry.value
         for key in ("apiVersion", "kind"):
@@ -505,7 +513,7 @@ class ObjectService:
                 raise not_found(resource, f"{name}/status")
             obj = prepare_status_update(old, body)
         else:
-            obj = prepare_update(resource, old, body)
+            obj = prepare_update(resource, old, body, owned=owned)
             if is_service(resource):
                 keep_cluster_ip(resource, old, obj)
         checked = validate(

@@ -23,7 +23,6 @@ import os
 import secrets
 import threading
 import time
-import uuid
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -87,9 +86,19 @@ def new_uid() -> str:
     with _random_lock:
         if not _random_pool:
             _random_pool.extend(os.urandom(16 * 256))
-        raw = bytes(_random_pool[-16:])
+        raw = _random_pool[-16:]
         del _random_pool[-16:]
-    return str(uuid.UUID(bytes=raw, version=4))
+    return uuid4_text(raw)
+
+
+def uuid4_text(raw: bytes | bytearray) -> str:
+    """``str(uuid.UUID(bytes=raw, version=4))`` (the version and variant bits set), formatted
+    directly: the UUID object costs ~5 µs per created object, this ~1."""
+    octets = bytearray(raw)
+    octets[6] = (octets[6] & 0x0F) | 0x40  # version 4
+    octets[8] = (octets[8] & 0x3F) | 0x80  # the RFC 4122 variant
+    text = octets.hex()
+    return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"
 
 
 def generated_name(prefix: str) -> str:
@@ -185,9 +194,14 @@ def split_problem(text: str) -> tuple[str, str]:
 # -- create -----------------------------------------------------------------------------------
 
 
-def prepare_create(resource: Resource, body: Body, *, namespace: str | None, now: str) -> Body:
-    """The object to store for a create (before validation); raises BadRequest on a bad request."""
-    obj: Body = copy_json(body)
+def prepare_create(
+    resource: Resource, body: Body, *, namespace: str | None, now: str, owned: bool = False
+) -> Body:
+    """The object to store for a create (before validation); raises BadRequest on a bad request.
+
+    ``body`` is left as it was, unless ``owned`` says the caller gives it up (a request's own
+    parsed body): then it becomes the result, which spares a copy."""
+    obj: Body = body if owned else copy_json(body)
     # Kubernetes takes the endpoint's apiVersion and kind when the body leaves them out.
     obj.setdefault("apiVersion", resource.api_version)
     obj.setdefault("kind", resource.kind)
@@ -233,9 +247,12 @@ def spec_changed(resource: Resource, old: Mapping[str, Any], new: Mapping[str, A
     return _desired_part(old, resource) != _desired_part(new, resource)
 
 
-def prepare_update(resource: Resource, old: Mapping[str, Any], body: Body) -> Body:
-    """The object to store for an update of the main resource (before validation)."""
-    obj: Body = copy_json(body)
+def prepare_update(
+    resource: Resource, old: Mapping[str, Any], body: Body, *, owned: bool = False
+) -> Body:
+    """The object to store for an update of the main resource (before validation); ``owned`` as
+    for :func:`prepare_create`."""
+    obj: Body = body if owned else copy_json(body)
     obj.setdefault("apiVersion", resource.api_version)
     obj.setdefault("kind", resource.kind)
     metadata = obj.setdefault("metadata", {})

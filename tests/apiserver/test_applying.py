@@ -10,6 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from shoal.apiserver import applying
 from shoal.apiserver.applying import (
     BEFORE_FIRST_APPLY,
     ApplyResult,
@@ -565,6 +566,25 @@ _elements = st.one_of(
 def test_fields_v1_round_trips(paths: set[FieldPath]) -> None:
     """Any set of paths survives FieldsV1 and back, ``"."`` markers included."""
     assert fields_from_v1(fields_to_v1(paths)) == paths
+
+
+@given(st.sets(st.lists(_elements, min_size=1, max_size=4).map(tuple), max_size=8))
+def test_fields_v1_from_the_cache_is_a_fresh_render(paths: set[FieldPath]) -> None:
+    """The kept trees are copied out: the same tree every time, and changing one answer
+    changes neither the cache nor the next answer."""
+    first = fields_to_v1(paths)
+    expected = copy.deepcopy(first)
+    first["f:changed"] = {}
+    second = fields_to_v1(frozenset(paths))
+    assert second == expected
+    assert second is not first
+    assert fields_to_v1(list(paths)) == expected
+
+
+def test_fields_v1_cache_is_bounded() -> None:
+    for n in range(applying._V1_CACHE_SIZE * 2):
+        fields_to_v1({(f"f:field{n}",)})
+    assert len(applying._V1_CACHE) <= applying._V1_CACHE_SIZE
 
 
 _elements_or_garbage = st.sampled_from(

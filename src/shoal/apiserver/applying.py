@@ -186,9 +186,27 @@ class ManagedEntry:
         return out
 
 
+_V1_CACHE: dict[frozenset[FieldPath], Obj] = {}
+_V1_CACHE_SIZE = 256
+
+
 def fields_to_v1(fields: Iterable[FieldPath]) -> Obj:
-    """The FieldsV1 object of a set of paths (``"."`` marks an owned path with owned children)."""
-    members = set(fields)
+    """The FieldsV1 object of a set of paths (``"."`` marks an owned path with owned children).
+
+    The caller owns the result. Writes of one kind by one client mostly own the same sets (every
+    create of a ConfigMap with the same keys does), so the trees of recent sets are kept and
+    copied out, which costs a third of rendering one."""
+    key = fields if type(fields) is frozenset else frozenset(fields)
+    cached = _V1_CACHE.get(key)
+    if cached is None:
+        cached = _render_v1(key)
+        if len(_V1_CACHE) >= _V1_CACHE_SIZE:
+            _V1_CACHE.clear()  # a bound, not an LRU: the sets in use are few
+        _V1_CACHE[key] = cached
+    return cast(Obj, copy_json(cached))
+
+
+def _render_v1(members: frozenset[FieldPath]) -> Obj:
     tree: Obj = {}
     for path in members:  # render() sorts each node's keys; the paths need no order here
         node = tree

@@ -54,7 +54,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -296,6 +296,7 @@ def wrk(port: int, seconds: int, pid: int | None, script: str | None = None) -> 
 
 def generator(port: int, rate: float, seconds: float, connections: int) -> None:
     """Runs in a child process; prints ``sent done late p50 p99 p999`` (latencies in ms)."""
+    new_loop: Callable[[], asyncio.AbstractEventLoop]
     try:
         import uvloop
 
@@ -423,7 +424,7 @@ def running(tmp: Path, names: list[str]) -> Iterator[tuple[Bench, dict[str, Runn
         backend = bench.nginx("backend", BACKEND)
         bench.vars["backend"] = backend.port
         four = [backend.port, *extra_ports]
-        starters = {
+        starters: dict[str, Callable[[], Running]] = {
             "direct": lambda: backend,
             "nginx": lambda: bench.nginx("proxy", NGINX_PROXY),
             "haproxy": lambda: bench.haproxy(backend.port),

@@ -7,9 +7,12 @@ always listed there and a missing build fails the tests that use it (never a ski
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import shutil
+from collections.abc import Iterator
 from types import ModuleType
+from typing import Any
 
 
 def _built() -> bool:
@@ -29,3 +32,22 @@ def fastpath(implementation: str) -> ModuleType:
     if implementation == "python":
         return importlib.import_module("shoal.dataplane.fastpath")
     return importlib.import_module("shoal.dataplane._fastpath_c")
+
+
+@contextlib.contextmanager
+def names_from(
+    namespace: dict[str, Any], module: str, names: list[str], implementation: str
+) -> Iterator[None]:
+    """Within the block, ``names`` in ``namespace`` (a test module's globals) are those of
+    ``implementation``'s build of ``shoal.dataplane.<module>``; a test module's tests then run
+    unchanged over the compiled build of the pure core they test."""
+    if implementation == "python":
+        yield
+        return
+    compiled = importlib.import_module(f"shoal.dataplane._{module}_c")
+    saved = {name: namespace[name] for name in names}
+    namespace.update({name: getattr(compiled, name) for name in names})
+    try:
+        yield
+    finally:
+        namespace.update(saved)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import collections
 import random
+from collections.abc import Iterator
 
 import pytest
 from hypothesis import given
@@ -18,6 +19,22 @@ from shoal.dataplane.balancing import (
     SmoothWeightedRoundRobin,
     make_picker,
 )
+
+from .implementations import IMPLEMENTATIONS, names_from
+
+
+@pytest.fixture(scope="module", params=IMPLEMENTATIONS, autouse=True)
+def implementation(request: pytest.FixtureRequest) -> Iterator[str]:
+    """Every test here runs on the pure source and on its compiled build (module-scoped, so
+    Hypothesis's tests can share it)."""
+    with names_from(
+        globals(),
+        "balancing",
+        ["HashPicker", "LeastRequest", "RandomPicker", "SmoothWeightedRoundRobin", "make_picker"],
+        request.param,
+    ):
+        yield request.param
+
 
 SHARED_HASH_PICKER = HashPicker(random.Random(0))
 weight_lists = st.lists(st.integers(1, 10), min_size=1, max_size=8)

@@ -7,7 +7,7 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from functools import cache
 from pathlib import Path
 
@@ -30,6 +30,30 @@ from shoal.dataplane.hashing import (
     make_hasher,
 )
 
+from .implementations import IMPLEMENTATIONS, names_from
+
+
+@pytest.fixture(scope="module", params=IMPLEMENTATIONS, autouse=True)
+def implementation(request: pytest.FixtureRequest) -> Iterator[str]:
+    """Every test here runs on the pure source and on its compiled build (module-scoped, so
+    Hypothesis's tests can share it)."""
+    with names_from(
+        globals(),
+        "hashing",
+        [
+            "BoundedLoads",
+            "Hasher",
+            "MaglevHasher",
+            "RendezvousHasher",
+            "RingHasher",
+            "key_hash",
+            "make_hasher",
+        ],
+        request.param,
+    ):
+        yield request.param
+
+
 KEYS = [f"user{i}" for i in range(200_000)]
 """The reference's key set (docs/dataplane.md §2.3): 200k keys ``user{i}``."""
 
@@ -41,10 +65,17 @@ shard_sets = st.lists(names, min_size=1, max_size=12, unique=True)
 keys = st.one_of(st.binary(max_size=40), st.text(max_size=40))
 
 
-@cache
 def default_hasher(algorithm: str, shards: tuple[str, ...]) -> Hasher:
-    """Hashers with default settings, built once per test session (a Maglev build takes ~0.3 s)."""
-    return make_hasher(algorithm, shards)
+    """Hashers with default settings, built once per test session and implementation (a Maglev
+    build takes ~0.3 s)."""
+    return _built(make_hasher, algorithm, shards)
+
+
+@cache
+def _built(
+    make: Callable[[str, tuple[str, ...]], Hasher], algorithm: str, shards: tuple[str, ...]
+) -> Hasher:
+    return make(algorithm, shards)
 
 
 def owners(hasher: Hasher, keys: Sequence[str]) -> list[str]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -28,6 +29,22 @@ from shoal.dataplane.health import (
     RetrySettings,
     Transition,
 )
+
+from .implementations import IMPLEMENTATIONS, names_from
+
+
+@pytest.fixture(scope="module", params=IMPLEMENTATIONS, autouse=True)
+def implementation(request: pytest.FixtureRequest) -> Iterator[str]:
+    """Every test here runs on the pure source and on its compiled build (module-scoped, so
+    Hypothesis's tests can share it)."""
+    with names_from(
+        globals(),
+        "health",
+        ["ActiveHealth", "OutlierDetector", "PendingLimiter", "RetryBudget"],
+        request.param,
+    ):
+        yield request.param
+
 
 PASS, FAIL = CheckResult(True), CheckResult(False, "connection refused")
 HEALTHY, UNHEALTHY = HealthState.HEALTHY, HealthState.UNHEALTHY

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 import re
+from collections.abc import Iterator
 
 import pytest
 from hypothesis import given
@@ -12,6 +13,17 @@ from hypothesis import strategies as st
 from shoal.dataplane.balancing import Endpoint
 from shoal.dataplane.hashing import HashingSettings
 from shoal.dataplane.routing import Router, RoutingSettings, RoutingTable, shard_key
+
+from .implementations import IMPLEMENTATIONS, names_from
+
+
+@pytest.fixture(scope="module", params=IMPLEMENTATIONS, autouse=True)
+def implementation(request: pytest.FixtureRequest) -> Iterator[str]:
+    """Every test here runs on the pure source and on its compiled build (module-scoped, so
+    Hypothesis's tests can share it)."""
+    with names_from(globals(), "routing", ["Router", "RoutingTable", "shard_key"], request.param):
+        yield request.param
+
 
 FAST = RoutingSettings(shard_regexp="/users/([^/]+)", hashing=HashingSettings("maglev", 1009))
 segments = st.text(alphabet="abcdefghijklmnopqrstuvwxyz0123456789-_.", min_size=1, max_size=12)

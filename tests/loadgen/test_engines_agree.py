@@ -18,7 +18,7 @@ from shoal.loadgen import (
     run_load,
     summarize,
 )
-from shoal.loadgen.driver import ENGINE_ENV, choose_engine
+from shoal.loadgen.driver import ENGINE_ENV, PURE_ENV, choose_engine, native_available
 from shoal.loadgen.stats import RunStats
 
 from .loadgen_server import serving
@@ -73,6 +73,15 @@ async def test_both_engines_count_the_same_run_alike() -> None:
     assert RunStats.from_dict(native.to_dict()).to_dict() == native.to_dict()
 
 
+def choose_native(plan: LoadPlan) -> str:
+    """``native`` asked for explicitly: chosen where built, a clear PlanError elsewhere."""
+    if native_available():
+        return choose_engine(plan, "native")
+    with pytest.raises(PlanError, match="not built"):
+        choose_engine(plan, "native")
+    return "native"
+
+
 def test_the_engine_is_chosen_by_argument_then_setting_then_environment(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -82,13 +91,18 @@ def test_the_engine_is_chosen_by_argument_then_setting_then_environment(
         target, (RequestSpec("/"),), ArrivalSchedule.constant(1, 1), LoadSettings(engine="python")
     )
     monkeypatch.delenv(ENGINE_ENV, raising=False)
-    assert choose_engine(auto) == "native"  # built wherever cc is (tests/test_native.py)
+    monkeypatch.delenv(PURE_ENV, raising=False)
+    # Built wherever cc is (tests/test_native.py fails otherwise).
+    assert choose_engine(auto) == ("native" if native_available() else "python")
+    monkeypatch.setenv(PURE_ENV, "1")  # shoal's switch for every compiled path
+    assert choose_engine(auto) == "python"
+    monkeypatch.delenv(PURE_ENV)
     assert choose_engine(auto, parser="pure") == "python"  # the parsers are the Python engine's
     assert choose_engine(python) == "python"
-    assert choose_engine(python, "native") == "native"
+    assert choose_native(python) == "native"
     monkeypatch.setenv(ENGINE_ENV, "python")
     assert choose_engine(auto) == "python"
-    assert choose_engine(auto, "native") == "native"
+    assert choose_native(auto) == "native"
     monkeypatch.setenv(ENGINE_ENV, "turbo")
     with pytest.raises(PlanError, match=ENGINE_ENV):
         choose_engine(auto)

@@ -70,6 +70,8 @@ Progress = Callable[[RunStats, float], None]
 ENGINE_ENV = "SHOAL_LOADGEN_ENGINE"
 """The environment variable that picks the engine when nothing else does: native or python."""
 _ENGINES = ("auto", "native", "python")
+PURE_ENV = "SHOAL_PURE_PYTHON"
+"""``1`` makes ``auto`` mean the Python engine, as it makes every compiled path of shoal step aside."""
 
 
 def native_available() -> bool:
@@ -85,8 +87,9 @@ def native_available() -> bool:
 
 def choose_engine(plan: LoadPlan, engine: str | None = None, parser: str = "auto") -> str:
     """``native`` or ``python``: the first of ``engine``, the plan's ``settings.engine`` and
-    ``$SHOAL_LOADGEN_ENGINE`` that is not ``auto``; when all are, native if it is built and no
-    parser was named (``pure`` and ``httptools`` are the Python engine's)."""
+    ``$SHOAL_LOADGEN_ENGINE`` that is not ``auto``; when all are, native if it is built, no
+    parser was named (``pure`` and ``httptools`` are the Python engine's) and
+    ``$SHOAL_PURE_PYTHON`` is not ``1`` (the switch every compiled path of shoal honours)."""
     for name, where in (
         (engine, "engine"),
         (plan.settings.engine, "settings.engine"),
@@ -102,7 +105,8 @@ def choose_engine(plan: LoadPlan, engine: str | None = None, parser: str = "auto
                 "python setup.py build_ext --inplace); use the python engine"
             )
         return name
-    return "native" if parser == "auto" and native_available() else "python"
+    pure = os.environ.get(PURE_ENV) == "1"
+    return "native" if parser == "auto" and not pure and native_available() else "python"
 
 
 def choose_parser(plan: LoadPlan, name: str = "auto") -> str:

@@ -622,3 +622,68 @@ def test_any_stored_managed_fields_apply_or_are_refused(
     except (BadPatchError, InvalidPatchError) as error:
         codes.append(error.code)
     assert set(codes) <= {400, 409, 422}
+
+
+_leaf = st.one_of(
+    st.integers(-2, 2), st.sampled_from([1.0, 0.0, True, False]), st.text(max_size=2), st.none()
+)
+_tree: st.SearchStrategy[Any] = st.recursive(
+    _leaf,
+    lambda inner: (
+        st.dictionaries(st.sampled_from(["a", "b", "name", "x"]), inner, max_size=3)
+        | st.lists(
+            st.fixed_dictionaries({"name": st.sampled_from(["p", "q"])}, optional={"v": inner}),
+            max_size=3,
+        )
+        | st.lists(inner, max_size=3)
+    ),
+    max_leaves=12,
+)
+_parts = st.fixed_dictionaries(
+    {"spec": _tree, "status": _tree},
+    optional={"data": _tree, "labels": st.dictionaries(st.sampled_from(["app", "tier"]), _leaf)},
+)
+
+
+def _object(parts: dict[str, Any]) -> dict[str, Any]:
+    metadata: dict[str, Any] = {"name": "web", "namespace": "default"}
+    if "labels" in parts:
+        metadata["labels"] = parts["labels"]
+    obj = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": metadata}
+    obj.update({key: value for key, value in parts.items() if key != "labels"})
+    return obj
+
+
+@given(first=_parts, second=_parts, third=_parts)
+def test_record_update_skipping_identical_fields_changes_nothing(
+    first: dict[str, Any], second: dict[str, Any], third: dict[str, Any]
+) -> None:
+    """Walking only the top-level fields that differ gives what walking both objects whole
+    gives, whatever the values and their types (``1``, ``1.0`` and ``true`` included)."""
+    old = record_update(None, _object(first), "creator", T1, kind=Deployment)
+    old = record_update(old, _object(second), "editor", T2, kind=Deployment)
+    for new in (_object(third), _object(second), _object(first)):
+        fast = record_update(old, copy.deepcopy(new), "me", T3, kind=Deployment)
+        saved = applying._identical
+        applying._identical = lambda a, b: False
+        try:
+            whole = record_update(old, copy.deepcopy(new), "me", T3, kind=Deployment)
+        finally:
+            applying._identical = saved
+        assert fast == whole
+
+
+@given(st.sets(st.lists(_elements, min_size=1, max_size=4).map(tuple), max_size=8))
+def test_fields_from_v1_kept_sets_equal_a_fresh_parse(paths: set[FieldPath]) -> None:
+    tree = fields_to_v1(paths)
+    assert fields_from_v1(tree) == applying._parse_v1(tree, "fieldsV1") == paths
+    assert fields_from_v1(copy.deepcopy(tree)) == paths
+
+
+def test_fields_from_v1_still_refuses_malformed_trees_after_a_good_one() -> None:
+    good: dict[str, Any] = {"f:spec": {"f:replicas": {}}}
+    assert fields_from_v1(good) == {("f:spec", "f:replicas")}
+    bad: dict[str, Any]
+    for bad in ({"f:spec": 1}, {"spec": {}}, {"f:spec": {"k:{name": {}}}, {"f:x": float("nan")}):
+        with pytest.raises(BadPatchError):
+            fields_from_v1(bad)

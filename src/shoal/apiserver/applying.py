@@ -87,7 +87,7 @@ from shoal.apiserver.patching import (
     kind_class,
     root_shape,
 )
-from shoal.apiserver.records import copy_json
+from shoal.apiserver.records import copy_json, dumps
 from shoal.apiserver.status import Cause
 from shoal.model.meta import KubeObject
 
@@ -224,8 +224,28 @@ def _render_v1(members: frozenset[FieldPath]) -> Obj:
     return render(tree, ())
 
 
+_PARSED_V1: dict[str, frozenset[FieldPath]] = {}
+
+
 def fields_from_v1(fields_v1: Any, *, where: str = "fieldsV1") -> frozenset[FieldPath]:
-    """The set of paths of a FieldsV1 object; :class:`BadPatchError` if it is malformed."""
+    """The set of paths of a FieldsV1 object; :class:`BadPatchError` if it is malformed.
+
+    Every update parses the stored entries again, mostly the same few trees: the sets of recent
+    well-formed trees are kept by their JSON text (a set is immutable, so it is shared)."""
+    try:
+        text = dumps(fields_v1)
+    except (TypeError, ValueError):
+        return _parse_v1(fields_v1, where)  # not JSON: the parse says what is wrong
+    parsed = _PARSED_V1.get(text)
+    if parsed is None:
+        parsed = _parse_v1(fields_v1, where)
+        if len(_PARSED_V1) >= _V1_CACHE_SIZE:
+            _PARSED_V1.clear()
+        _PARSED_V1[text] = parsed
+    return parsed
+
+
+def _parse_v1(fields_v1: Any, where: str) -> frozenset[FieldPath]:
     out: set[FieldPath] = set()
 
     def walk(node: Any, prefix: FieldPath) -> None:
@@ -407,6 +427,17 @@ def _walk_value(
                 _walk_fields(item, items, item_path, out, maps, strict)
     else:
         out[path] = value
+
+
+def _identical(a: Any, b: Any) -> bool:
+    """Equal JSON values of the same types throughout (``1`` is not ``1.0`` nor ``true``)."""
+    if type(a) is not type(b) or a != b:  # != first: unequal values are the common case
+        return False
+    if type(a) is dict:
+        return all(_identical(value, b[key]) for key, value in a.items())
+    if type(a) is list:
+        return all(_identical(x, y) for x, y in zip(a, b, strict=True))
+    return True
 
 
 def _same(a: Any, b: Any) -> bool:
@@ -866,12 +897,27 @@ def record_update(
     else:
         entries = managed_entries({"metadata": {"managedFields": given}})
 
-    before = _members(_without_managed_fields(old), shape, maps=True, strict=False) if old else {}
+    unchanged: set[str] = set()
+    before: dict[FieldPath, Any] = {}
+    if old:
+        # A top-level field identical in old and new (same values, same types throughout) has
+        # the same paths with the same values on both sides: none of them is taken, so only
+        # the other fields of old are walked.
+        changed = {}
+        for key, value in _without_managed_fields(old).items():
+            if key in result and _identical(value, result[key]):
+                unchanged.add(f"f:{key}")
+            else:
+                changed[key] = value
+        before = _members(changed, shape, maps=True, strict=False)
     after = _members(result, shape, maps=True, strict=False)
     taken = frozenset(
         p
         for p, value in after.items()
-        if (p not in before or not _same(before[p], value)) and _ownable(p) and in_scope(p)
+        if p[0] not in unchanged
+        and (p not in before or not _same(before[p], value))
+        and _ownable(p)
+        and in_scope(p)
     )
     existing = set(after)
     mine_id = (manager, "Update", subresource, api_version)

@@ -54,7 +54,6 @@ __all__ = ["SERVICE", "ServerInfo", "make_app", "make_handler", "request_factory
 logger = logging.getLogger(__name__)
 
 Body = dict[str, Any]
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 OPEN_PATHS = frozenset({"/healthz", "/livez", "/readyz", "/version"})
 MAX_BODY = 3 * 1024 * 1024  # Kubernetes' limit for a request body
@@ -149,7 +148,7 @@ def _json_response(
     )
 
 
-# -- middlewares ------------------------------------------------------------------------------
+# -- errors and authentication --------------------------------------------------------------
 
 
 def status_response(error: APIError) -> web.Response:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import os
+import socket
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,7 @@ from shoal.node.environment import (
     rewrite_path,
     service_env,
 )
+from shoal.node.listeners import listening_addresses, parse_proc_net_tcp
 from shoal.node.logs import LogWriter, read_tail
 from shoal.node.podstatus import (
     ContainerRecord,
@@ -64,6 +66,41 @@ def test_reserve_takes_back_a_known_address_only_if_free_and_in_range() -> None:
     assert not allocator.reserve("c", "10.0.0.1")
     assert not allocator.reserve("c", "not an ip")
     assert allocator.allocate("c") != "127.1.0.9"
+
+
+def test_addresses_other_processes_listen_on_are_skipped() -> None:
+    # Another node on the machine (a second cluster with the same range) holds .1 and .3.
+    others = {"127.1.0.1", "127.1.0.3"}
+    allocator = AddressAllocator("127.1.0.0/29", taken=lambda: frozenset(others))
+    assert allocator.allocate("a") == "127.1.0.2"
+    assert allocator.allocate("b") == "127.1.0.4"
+    others.discard("127.1.0.1")  # checked again at each allocation
+    assert [allocator.allocate(o) for o in "cde"] == ["127.1.0.5", "127.1.0.6", "127.1.0.1"]
+    # Re-adoption keeps a pod's own address even while it is listening on it.
+    others.add("127.1.0.3")
+    readopting = AddressAllocator("127.1.0.0/29", taken=lambda: frozenset(others))
+    assert readopting.reserve("x", "127.1.0.3")
+    assert len({readopting.allocate(str(owner)) for owner in range(5)}) == 5
+    with pytest.raises(AddressesExhausted, match="other processes"):
+        readopting.allocate("one too many")
+
+
+def test_listening_addresses_come_from_proc_net_tcp() -> None:
+    table = (
+        "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid\n"
+        "   0: 0500017F:1F90 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0\n"
+        "   1: 0100007F:1F91 0100007F:A000 01 00000000:00000000 00:00000000 00000000     0\n"
+        "   2: garbage\n"
+    )
+    assert parse_proc_net_tcp(table) == frozenset({"127.1.0.5"})
+
+
+def test_a_real_listener_is_seen() -> None:
+    with socket.socket() as listener:
+        listener.bind(("127.1.0.250", 0))
+        listener.listen()
+        assert "127.1.0.250" in listening_addresses()
+    assert "127.1.0.250" not in listening_addresses()
 
 
 @pytest.mark.parametrize("cidr", ["10.0.0.0/8", "nonsense", "127.0.0.1/32"])

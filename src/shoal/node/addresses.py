@@ -6,13 +6,17 @@ of a service can listen on the same port, as in Kubernetes.
 
 Theory of operation: addresses are handed out in order, wrapping around, skipping those in use
 (so a just-released address is the last to be reused, which keeps stale clients from reaching a
-new pod by accident). The network address, the broadcast address and 127.0.0.1 are never handed
+new pod by accident). "In use" is ours (an owner holds it) or, through the optional ``taken``
+predicate, someone else's: another node on the same machine with the same range (a second
+cluster with its own ``SHOAL_HOME``) must not give its pods an address whose ports a pod of the
+first one already listens on, or a client of one pod would reach the other. The network address, the broadcast address and 127.0.0.1 are never handed
 out. ``reserve`` takes a given address back (a restarted node re-adopting its pods).
 """
 
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Callable
 
 from shoal.errors import PermanentError, RetryableError
 
@@ -28,7 +32,9 @@ class AddressesExhausted(RetryableError):
 class AddressAllocator:
     """Loopback addresses for pods, keyed by pod uid."""
 
-    def __init__(self, cidr: str) -> None:
+    def __init__(self, cidr: str, taken: Callable[[], frozenset[str]] | None = None) -> None:
+        """``taken`` returns the addresses other processes use now (checked at each allocation,
+        not at ``reserve``: a re-adopted pod keeps its own address)."""
         try:
             network = ipaddress.IPv4Network(cidr, strict=False)
         except ValueError as error:
@@ -46,6 +52,7 @@ class AddressAllocator:
         self._next = 0
         self._by_owner: dict[str, str] = {}
         self._owners: dict[str, str] = {}
+        self._taken = taken
 
     def __len__(self) -> int:
         return len(self._by_owner)
@@ -58,15 +65,16 @@ class AddressAllocator:
         known = self._by_owner.get(owner)
         if known is not None:
             return known
+        foreign = self._taken() if self._taken is not None else frozenset()
         for step in range(len(self._hosts)):
             candidate = str(self._hosts[(self._next + step) % len(self._hosts)])
-            if candidate not in self._owners:
+            if candidate not in self._owners and candidate not in foreign:
                 self._next = (self._next + step + 1) % len(self._hosts)
                 self._take(owner, candidate)
                 return candidate
         raise AddressesExhausted(
-            f"all {len(self._hosts)} addresses of {self.network} are in use: delete pods or "
-            "give the node a larger pod CIDR",
+            f"all {len(self._hosts)} addresses of {self.network} are in use (by this node's "
+            "pods or other processes): delete pods or give the node a larger pod CIDR",
             retry_after=1.0,
         )
 

@@ -42,6 +42,7 @@ from shoal.client.protocol import APIConflict, APINotFound, ResourceRef, object_
 from shoal.client.runtime import Controller, ControllerSettings, Result
 from shoal.errors import PermanentError, ShoalError
 from shoal.node.addresses import AddressAllocator
+from shoal.node.listeners import listening_addresses
 from shoal.node.processes import GroupRegistry
 from shoal.node.settings import NodeSettings
 from shoal.node.supervisor import EventType, PodContext, PodWorker
@@ -86,7 +87,7 @@ class Node:
         self.client = client
         self.settings = settings or NodeSettings()
         self.clock: Clock = clock or LoopClock()
-        self.addresses = AddressAllocator(self.settings.pod_cidr)
+        self.addresses = AddressAllocator(self.settings.pod_cidr, taken=listening_addresses)
         self.registry = GroupRegistry(self.settings.state_file)
         self.workers: dict[str, PodWorker] = {}
         self.ready = asyncio.Event()

@@ -23,6 +23,7 @@ from shoal.components.ambassadors.config import (
     load_config,
     servers_from_flags,
 )
+from shoal.components.ambassadors.native import resolve
 from shoal.components.ambassadors.serve import run_ambassador
 from shoal.components.ambassadors.servers import HealthSettings
 from shoal.dataplane.driver import LOOPS
@@ -111,6 +112,13 @@ def _options(protocol: str) -> Callable[[Callable[..., None]], Callable[..., Non
                     help="Processes sharing the port (SO_REUSEPORT), each with its own server connections.",
                 ),
                 click.option(
+                    "--implementation",
+                    type=click.Choice(["auto", "compiled", "python"]),
+                    default=None,
+                    help="The compiled hot path when built (auto, the default), or force one "
+                    "(compiled fails if it is not built).",
+                ),
+                click.option(
                     "--loop",
                     type=click.Choice(list(LOOPS)),
                     default="auto",
@@ -159,6 +167,9 @@ def _run(
             )
             config = apply_overrides(base, overrides)
         check_config(config)
+        resolve(config.settings.implementation)  # "compiled" where it is not built: say so now
+    except ImportError as error:
+        raise click.ClickException(str(error)) from None
     except ShoalError as error:
         raise click.ClickException(str(error)) from None
     except ValueError as error:

@@ -39,6 +39,12 @@ def test_yaml_form_with_both_server_forms(tmp_path: Path) -> None:
     assert config.settings.health.auto_eject
     assert config.settings.health.retry_timeout == 5
     assert config.settings.timeout == 9.0  # a flag wins over the file
+    assert config.settings.implementation == "auto"
+    path.write_text("servers: [10.0.0.1:6379]\nimplementation: python\n")
+    assert load_config(path, "redis").settings.implementation == "python"
+    assert load_config(path, "redis", {"implementation": "compiled"}).settings.implementation == (
+        "compiled"
+    )
 
 
 def test_yaml_errors_name_file_line_and_field(tmp_path: Path) -> None:
@@ -69,12 +75,21 @@ def test_flags_are_checked() -> None:
     result = CliRunner().invoke(main, ["ambassador", "memcached", "--server", "nohost"])
     assert result.exit_code == 2
     assert "expected HOST:PORT" in result.output
+    result = CliRunner().invoke(
+        main, ["ambassador", "redis", "--server", "127.0.0.1:1", "--implementation", "turbo"]
+    )
+    assert result.exit_code == 2
+    assert "'turbo' is not one of 'auto', 'compiled', 'python'" in result.output
 
 
-def test_the_command_serves_and_exposes_metrics(redis_servers: list[RedisServer]) -> None:
+@pytest.mark.parametrize("implementation", ["python", "compiled"])
+def test_the_command_serves_and_exposes_metrics(
+    redis_servers: list[RedisServer], implementation: str
+) -> None:
     admin = free_port()
     args = [sys.executable, "-m", "shoal", "ambassador", "redis", "--listen", "127.0.0.1:0",
-            "--admin", f"127.0.0.1:{admin}", "--hash", "ring"]  # fmt: skip
+            "--admin", f"127.0.0.1:{admin}", "--hash", "ring",
+            "--implementation", implementation]  # fmt: skip
     for server in redis_servers:
         args += ["--server", server.address]
     process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE)

@@ -18,6 +18,7 @@ The file is read with shoal's located YAML loader, so every problem is reported 
     autoEjectHosts: false           # twemproxy's auto_eject_hosts
     maxValueBytes: 1048576          # longest value (memcached data block, Redis argument)
     admin: 127.0.0.1:9121           # optional: Prometheus /metrics
+    implementation: auto            # auto (compiled when built) | compiled | python
 """
 
 from __future__ import annotations
@@ -170,6 +171,7 @@ class _File(ShoalModel):
     auto_eject_hosts: bool | None = None
     max_value_bytes: int | None = Field(default=None, ge=1)
     admin: str | None = None
+    implementation: Literal["auto", "compiled", "python"] | None = None
 
     def _checks(self) -> Iterator[Check]:
         for index, server in enumerate(self.servers):
@@ -239,6 +241,7 @@ def _to_config(parsed: _File, protocol: str, overrides: dict[str, Any]) -> Ambas
         connect_timeout=parsed.connect_timeout_seconds or defaults.connect_timeout,
         timeout=parsed.timeout_seconds or defaults.timeout,
         max_value_bytes=parsed.max_value_bytes or 0,
+        implementation=parsed.implementation or defaults.implementation,
     )
     config = AmbassadorConfig(
         servers=tuple(servers),

@@ -34,6 +34,10 @@ started with. Endpoint objects of addresses that stay are reused, so in-flight c
 
 Nothing here reads a clock or touches a socket directly: :class:`Hooks` brings the loop's clock
 and timers, and the access log.
+
+**Two builds.** This source also compiles, unchanged, into ``shoal.dataplane._dispatch_c``
+(:mod:`shoal.dataplane.native`): the per-request classes are extension types there, which is why
+:class:`RequestPick` is a :class:`~shoal.dataplane.driver.Pick` in shape rather than a subclass.
 """
 
 import bisect

@@ -4,7 +4,7 @@ The asyncio driver of the HTTP/1.1 reverse proxy: sockets, timers and pools arou
 Theory of operation
 -------------------
 :class:`ProxyServer` listens with ``loop.create_server``; every accepted connection gets a
-:class:`_ClientProtocol` (an ``asyncio.Protocol``, callbacks only: no task per request). Its
+:class:`_ClientProtocol` (an asyncio protocol, callbacks only: no task per request). Its
 request parser (:mod:`shoal.dataplane.http1`) turns bytes into events; for each request head the
 ``route`` callable names the upstream address, :func:`shoal.dataplane.proxy.upstream_request`
 writes the head for it, and an idle pooled connection is taken from :class:`UpstreamPool` (a
@@ -63,6 +63,11 @@ in use, and a connection to any other one is closed when it goes idle (drain).
 
 **Shutdown** (:meth:`ProxyServer.shutdown`): stop accepting, close idle connections, let
 in-flight exchanges finish with ``Connection: close`` within the deadline, then cut the rest.
+
+**Two builds.** This source also compiles, unchanged, into ``shoal.dataplane._driver_c``
+(:mod:`shoal.dataplane.native` chooses; ``ProxySettings.implementation``). The ``cython.*``
+decorators and field annotations below mean nothing to the interpreter; compiled, the
+connections and the pool are extension types with C fields and C calls between hot methods.
 """
 
 import asyncio

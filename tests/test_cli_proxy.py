@@ -51,8 +51,10 @@ def backends() -> Iterator[list[str]]:
         server.server_close()
 
 
-def test_shoal_proxy_balances_and_drains(backends: list[str]) -> None:
+@pytest.mark.parametrize("implementation", ["python", "compiled"])
+def test_shoal_proxy_balances_and_drains(backends: list[str], implementation: str) -> None:
     command = ["shoal", "proxy", "--listen", "127.0.0.1:0", "--loop", "asyncio"]
+    command += ["--implementation", implementation]
     for backend in backends:
         command += ["--backend", backend]
     with subprocess.Popen(
@@ -94,6 +96,16 @@ def test_shoal_proxy_refuses_a_bad_backend() -> None:
     )
     assert result.returncode == 2
     assert "expected HOST:PORT, got 'nonsense'" in result.stderr
+    turbo = ["--backend", "127.0.0.1:1", "--implementation", "turbo"]
+    result = subprocess.run(
+        ["shoal", "proxy", "--listen", "127.0.0.1:0", *turbo],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert "'turbo' is not one of 'auto', 'compiled', 'python'" in result.stderr
 
 
 # --- --config, SIGHUP, Services, admin ------------------------------------------------------------

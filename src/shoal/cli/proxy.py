@@ -7,8 +7,9 @@ import sys
 import click
 
 from shoal.dataplane.balancing import POLICIES
-from shoal.dataplane.driver import LOOPS
+from shoal.dataplane.driver import LOOPS, ProxySettings
 from shoal.dataplane.http1 import PARSERS
+from shoal.dataplane.native import IMPLEMENTATIONS
 from shoal.dataplane.runtime import ACCESS_LOG_FORMATS
 from shoal.dataplane.standalone import ServeOptions, run_proxy
 from shoal.errors import InvalidObjectsError
@@ -106,6 +107,13 @@ from shoal.errors import InvalidObjectsError
     show_default=True,
     help="httptools when installed, or the pure-Python parser.",
 )
+@click.option(
+    "--implementation",
+    type=click.Choice(list(IMPLEMENTATIONS)),
+    default="auto",
+    show_default=True,
+    help="The compiled hot path when built (auto), or force one (compiled fails if not built).",
+)
 def proxy_command(
     config_path: str | None,
     listen: str | None,
@@ -122,6 +130,7 @@ def proxy_command(
     workers: int,
     loop: str,
     parser: str,
+    implementation: str,
 ) -> None:
     """Forward HTTP/1.1 to backends: from --listen to the --backend servers, or as --config says.
 
@@ -142,6 +151,7 @@ def proxy_command(
         access_log=access_log,
         access_log_format=access_log_format,
         resolve_interval=resolve_interval,
+        settings=ProxySettings(implementation=implementation),
     )
     try:
         status = run_proxy(workers=workers, loop=loop, parser=parser, options=options)

@@ -259,10 +259,10 @@ async def serve(
                 loop.add_signal_handler(signum, handler)
         for listener in runtime.listeners:
             host, port = proxy.address(listener.name)
-            print(f"listening on {host}:{port}", flush=True)
+            _announce(f"listening on {host}:{port}")
         if proxy.admin_address is not None:
             host, port = proxy.admin_address
-            print(f"admin on {host}:{port}", flush=True)
+            _announce(f"admin on {host}:{port}")
         # What exists now (modules, configuration, compiled tables) lives as long as the
         # process: keep it out of the cyclic collector's full passes, which would walk all of it
         # while requests wait (a tail-latency stall); per-request objects are freed by refcount.
@@ -291,7 +291,7 @@ async def serve(
                         flush=True,
                     )
                 else:
-                    print("reloaded", flush=True)
+                    _announce("reloaded")
             elif model is not None:
                 fresh = await _resolved(model, options, resolver)
                 if fresh != proxy.config:
@@ -304,6 +304,19 @@ async def serve(
         await proxy.shutdown(options.shutdown_timeout)
         if log_file is not None:
             log_file.close()
+
+
+def _announce(line: str) -> None:
+    """One line on stdout in one write: with --workers every worker shares the parent's stdout,
+    and ``print`` may split a line into two writes, so two workers' lines could interleave
+    (``reloadedreloaded``) and a reader waiting for whole lines would miss one."""
+    sys.stdout.flush()
+    try:
+        fd = sys.stdout.fileno()
+    except (AttributeError, OSError, ValueError):  # a captured stream (tests, embedding)
+        print(line, flush=True)
+        return
+    os.write(fd, f"{line}\n".encode())
 
 
 async def serve_proxy(

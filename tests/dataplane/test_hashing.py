@@ -107,6 +107,22 @@ class TestStability:
         assert first.lookup(key) in shards
 
     @given(algorithm=st.sampled_from(ALGORITHMS), shards=shard_sets, key=keys)
+    def test_index_is_the_owner_position(self, algorithm: str, shards: list[str], key: Key) -> None:
+        """``index`` (the router's hot path) points at ``lookup``'s shard in ``shards``."""
+        hasher = make_hasher(algorithm, shards, settings=SMALL)
+        assert hasher.shards[hasher.index(key)] == hasher.lookup(key)
+
+    def test_maglev_table_of_many_shards(self) -> None:
+        """Past 256 shards the owners no longer fit a byte; lookups and the table still agree."""
+        names = [f"s-{i}" for i in range(300)]
+        hasher = make_hasher("maglev", names, settings=HashingSettings(maglev_table_size=1009))
+        table = hasher.table  # type: ignore[attr-defined]
+        assert set(table) == set(names)
+        for key in KEYS[:500]:
+            assert hasher.lookup(key) == table[key_hash(key) % len(table)]
+            assert names[hasher.index(key)] == hasher.lookup(key)
+
+    @given(algorithm=st.sampled_from(ALGORITHMS), shards=shard_sets, key=keys)
     def test_candidates_start_with_the_owner(
         self, algorithm: str, shards: list[str], key: Key
     ) -> None:

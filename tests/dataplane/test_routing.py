@@ -12,7 +12,14 @@ from hypothesis import strategies as st
 
 from shoal.dataplane.balancing import Endpoint
 from shoal.dataplane.hashing import HashingSettings
-from shoal.dataplane.routing import Router, RoutingSettings, RoutingTable, shard_key
+from shoal.dataplane.routing import (
+    Router,
+    RoutingSettings,
+    RoutingTable,
+    segment_key,
+    segment_prefix,
+    shard_key,
+)
 
 from .implementations import IMPLEMENTATIONS, names_from
 
@@ -21,7 +28,8 @@ from .implementations import IMPLEMENTATIONS, names_from
 def implementation(request: pytest.FixtureRequest) -> Iterator[str]:
     """Every test here runs on the pure source and on its compiled build (module-scoped, so
     Hypothesis's tests can share it)."""
-    with names_from(globals(), "routing", ["Router", "RoutingTable", "shard_key"], request.param):
+    names = ["Router", "RoutingTable", "segment_key", "segment_prefix", "shard_key"]
+    with names_from(globals(), "routing", names, request.param):
         yield request.param
 
 
@@ -31,6 +39,51 @@ segments = st.text(alphabet="abcdefghijklmnopqrstuvwxyz0123456789-_.", min_size=
 
 def shards(count: int, replicas: int = 1) -> dict[str, list[str]]:
     return {f"shard-{s}": [f"10.0.{s}.{r}:8080" for r in range(replicas)] for s in range(count)}
+
+
+# Paths made of the characters that matter to ``prefix([^/]+)``: slashes, pieces of the prefix.
+tricky_paths = st.lists(
+    st.sampled_from(["/", "/users/", "/users", "users/", "u", "a", "-", "é", "\n", "//"]),
+    max_size=8,
+).map("".join)
+
+
+class TestSegmentKey:
+    """The router's regexp-free key for ``prefix([^/]+)`` gives exactly ``shard_key``'s answer."""
+
+    @given(path=tricky_paths | st.text(max_size=30))
+    def test_same_key_as_the_regexp(self, path: str) -> None:
+        pattern = re.compile("/users/([^/]+)")
+        prefix = segment_prefix(pattern)
+        assert prefix == "/users/"
+        assert segment_key(prefix, path) == shard_key(pattern, path)
+
+    @given(
+        prefix=st.text(alphabet="ab/_-", min_size=1, max_size=4),
+        path=st.text(alphabet="ab/_-x", max_size=16),
+    )
+    def test_any_plain_prefix(self, prefix: str, path: str) -> None:
+        pattern = re.compile(prefix + "([^/]+)")
+        assert segment_prefix(pattern) == prefix
+        assert segment_key(prefix, path) == shard_key(pattern, path)
+
+    @pytest.mark.parametrize(
+        "source",
+        ["([^/]+)", "/users/(.+)", "/users/([^/]+)/", "/u.ers/([^/]+)", "(?i)/users/([^/]+)"],
+    )
+    def test_other_regexps_keep_the_regexp(self, source: str) -> None:
+        """Anything but a plain prefix and ``([^/]+)`` is searched with the regexp itself."""
+        assert segment_prefix(re.compile(source)) is None
+
+    def test_no_regexp(self) -> None:
+        assert segment_prefix(None) is None
+
+    @given(path=tricky_paths)
+    def test_router_key_is_shard_key(self, path: str) -> None:
+        for source in ("/users/([^/]+)", "/users/(.*)", None):
+            settings = RoutingSettings(shard_regexp=source, hashing=FAST.hashing)
+            router = Router(RoutingTable.build(shards(3), settings=settings))
+            assert router.key(path) == shard_key(router.table.pattern, path)
 
 
 class TestShardKey:

@@ -533,7 +533,7 @@ class RouteState:
         while True:
             if router is not None:
                 if shard_key_of is None:  # the same key for every endpoint tried
-                    shard_key_of = shard_key(router.table.pattern, _path(request.target))
+                    shard_key_of = router.key(_path(request.target))
                 shard, endpoint = router.choose(shard_key_of, exclude)
             else:
                 assert picker is not None

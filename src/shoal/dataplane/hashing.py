@@ -36,6 +36,7 @@ whose load is below ``ceil(factor × (total + 1) × weight / total_weight)``, so
 push a shard beyond ``factor`` times its fair share.
 """
 
+import array
 import bisect
 import hashlib
 import math
@@ -153,6 +154,10 @@ class Hasher(ABC):
     def lookup(self, key: Key) -> str:
         """The shard that owns ``key``."""
 
+    def index(self, key: Key) -> int:
+        """The position in :attr:`shards` of :meth:`lookup`'s answer (the router's hot path)."""
+        return self._shards.index(self.lookup(key))
+
     @abstractmethod
     def candidates(self, key: Key) -> Iterator[str]:
         """Every shard once, in ``key``'s order of preference; the first is ``lookup(key)``."""
@@ -164,7 +169,7 @@ class Hasher(ABC):
 class MaglevHasher(Hasher):
     """Maglev hashing: a prime-sized table that every shard fills in turns."""
 
-    __slots__ = ("_size", "_table")
+    __slots__ = ("_owners", "_size", "_table")
 
     algorithm = "maglev"
 
@@ -180,9 +185,10 @@ class MaglevHasher(Hasher):
         if not _is_prime(size) or size < len(shards):
             raise ValueError(f"table_size must be a prime of at least {len(shards)}, not {size}")
         self._size = size
-        self._table = self._build(size)
+        self._owners = self._build(size)
+        self._table: tuple[str, ...] | None = None
 
-    def _build(self, size: int) -> tuple[str, ...]:
+    def _build(self, size: int) -> "bytes | array.array[int]":
         n = len(self._shards)
         skips = [_name_hash(name, b"skip") % (size - 1) + 1 for name in self._shards]
         # Each shard's permutation is offset, offset + skip, offset + 2·skip, ... (mod size);
@@ -208,25 +214,35 @@ class MaglevHasher(Hasher):
                 cursor[i] = slot - size if slot >= size else slot
                 filled += 1
                 if filled == size:
-                    names = self._shards
-                    return tuple(names[o] for o in owner)
+                    # Owners as shard positions, one byte each when they fit: the table is read
+                    # once per request at a random slot, and 512 KiB of bytes stays in cache
+                    # where 4 MiB of pointers (a tuple of names) missed it on every lookup.
+                    return bytes(owner) if n <= 256 else array.array("I", owner)
 
     @property
     def table(self) -> tuple[str, ...]:
         """The owner of every slot; a key goes to ``table[key_hash(key) % len(table)]``."""
+        if self._table is None:  # built on demand: the lookups read the compact owners
+            names = self._shards
+            self._table = tuple(names[o] for o in self._owners)
         return self._table
 
     def lookup(self, key: Key) -> str:
-        return self._table[zlib.crc32(key.encode() if isinstance(key, str) else key) % self._size]
+        return self._shards[
+            self._owners[zlib.crc32(key.encode() if isinstance(key, str) else key) % self._size]
+        ]
+
+    def index(self, key: Key) -> int:
+        return self._owners[zlib.crc32(key.encode() if isinstance(key, str) else key) % self._size]
 
     def candidates(self, key: Key) -> Iterator[str]:
         # Walk the table forward from the key's slot: owners are interleaved pseudo-randomly,
         # so this is a cheap, stable preference order (used only when the first choice is full).
         start = key_hash(key) % self._size
         seen: set[str] = set()
-        table, size, want = self._table, self._size, len(self._shards)
+        owners, names, size, want = self._owners, self._shards, self._size, len(self._shards)
         for step in range(size):
-            name = table[(start + step) % size]
+            name = names[owners[(start + step) % size]]
             if name not in seen:
                 seen.add(name)
                 yield name

@@ -19,3 +19,9 @@ from shoal.dataplane.health import (
     RetrySettings,
     Transition,
 )
+
+# The per-request aliases of health.py, bound again to the pure module's members.
+_SEND = Admission.SEND
+_QUEUE = Admission.QUEUE
+_REJECT = Admission.REJECT
+_SUCCESS = Outcome.SUCCESS

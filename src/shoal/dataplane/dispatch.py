@@ -93,6 +93,11 @@ LATENCY_BUCKETS: Final = (
 """Upper bounds (seconds) of the request latency histogram buckets."""
 
 _next_ticket = itertools.count(1).__next__
+# Enum members read per request, as globals (through their class: ~70 ns each).
+_QUEUE: Final = Admission.QUEUE
+_REJECT: Final = Admission.REJECT
+_SUCCESS: Final = Outcome.SUCCESS
+_SERVER_ERROR: Final = Outcome.SERVER_ERROR
 _bucket = bisect.bisect_left
 
 
@@ -545,7 +550,7 @@ class RouteState:
             address = endpoint.address
             ticket = _next_ticket()
             decision = admission.limiter.admit(address, ticket)
-            if decision is Admission.REJECT:
+            if decision is _REJECT:
                 # Full with a full queue: try the next endpoint (each one at most once).
                 rejected += 1
                 if rejected > len(shared.endpoints):
@@ -560,7 +565,7 @@ class RouteState:
             pick.limiter = admission
             pick.ticket = ticket
             pick.open = True
-            if decision is Admission.QUEUE:
+            if decision is _QUEUE:
                 pick.queued = True
                 admission.waiters[ticket] = pick
             else:
@@ -690,9 +695,9 @@ class RouteState:
             if status == 0:
                 outcome: Outcome | None = None
             elif status >= 500:
-                outcome = Outcome.SERVER_ERROR
+                outcome = _SERVER_ERROR
             else:
-                outcome = Outcome.SUCCESS
+                outcome = _SUCCESS
             self._close(pick, outcome, now)
         shared = self._shared
         budget = shared.budget

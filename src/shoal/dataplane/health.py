@@ -358,7 +358,7 @@ class OutlierDetector:
 
     def record(self, address: str, outcome: Outcome, now: float) -> list[OutlierEvent]:
         """Take one request's outcome; readmissions due by ``now`` come first in the result."""
-        if outcome is Outcome.SUCCESS and not self._out:
+        if outcome is _SUCCESS and not self._out:
             # The common case, once per request: nothing is out, a success resets the streaks.
             found = self._endpoints.get(address)
             if found is not None and found.failures:
@@ -513,6 +513,15 @@ class Admission(StrEnum):
     """The endpoint's queue is full: answer 503 (or try another endpoint)."""
 
 
+# The members the per-request paths return and compare, as module names: reading one through
+# its class costs ~70 ns (EnumType.__getattr__), a global a few. (The compiled build rebinds
+# them to the pure module's members, see _health_c.pyx.)
+_SEND = Admission.SEND
+_QUEUE = Admission.QUEUE
+_REJECT = Admission.REJECT
+_SUCCESS = Outcome.SUCCESS
+
+
 @dataclass(frozen=True, slots=True)
 class PendingSettings:
     """Per-endpoint concurrency and queue limits."""
@@ -559,13 +568,13 @@ class PendingLimiter:
             slots = self._endpoints[address] = _Slots()
         if slots.in_flight < self._max_in_flight:
             slots.in_flight += 1
-            return Admission.SEND
+            return _SEND
         if slots.queue is None:
             slots.queue = deque()
         if len(slots.queue) < self._settings.max_pending:
             slots.queue.append(ticket)
-            return Admission.QUEUE
-        return Admission.REJECT
+            return _QUEUE
+        return _REJECT
 
     def finish(self, address: str) -> int | None:
         """A request to ``address`` ended; the queued ticket that takes its slot, if any."""

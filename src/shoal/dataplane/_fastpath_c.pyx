@@ -17,10 +17,63 @@ input: the same ``None``, the same :class:`~shoal.dataplane.http1.Request`, the 
 """
 
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
+from cpython.object cimport PyObject, PyTypeObject
+from cpython.ref cimport Py_DECREF, Py_INCREF
 from libc.string cimport memcpy
 
 from shoal.dataplane.fastpath import forwarding_tail
 from shoal.dataplane.http1 import Request
+
+cdef extern from "Python.h":
+    ctypedef struct PyMemberDef:
+        Py_ssize_t offset
+    ctypedef struct PyMemberDescrObject:
+        PyMemberDef* d_member
+    PyObject* PyType_GenericAlloc(PyTypeObject* kind, Py_ssize_t items) except NULL
+
+# A Request built without its dataclass __init__ (Python code, ~0.15 µs): allocated by its type
+# and its nine slots filled in C at the offsets its member descriptors give, exactly what the
+# generated __init__ stores (the equivalence tests compare the two field by field).
+_FIELDS = (
+    "method", "target", "http_version", "headers", "framing", "content_length", "keep_alive",
+    "expect_continue", "upgrade",
+)
+cdef Py_ssize_t _OFFSET[9]
+
+
+cdef void _offsets() except *:
+    cdef int i
+    if tuple(Request.__dataclass_fields__) != _FIELDS:
+        raise ImportError("http1.Request's fields changed: update _fastpath_c._FIELDS")
+    for i, name in enumerate(_FIELDS):
+        descriptor = Request.__dict__[name]
+        if type(descriptor).__name__ != "member_descriptor":
+            raise ImportError(f"http1.Request.{name} is not a slot")
+        _OFFSET[i] = (<PyMemberDescrObject*>descriptor).d_member.offset
+
+_offsets()
+
+
+cdef inline void _store(object request, int i, object value):
+    cdef PyObject** slot = <PyObject**>((<char*><PyObject*>request) + _OFFSET[i])
+    Py_INCREF(value)
+    slot[0] = <PyObject*>value  # a fresh object: the slot was empty
+
+
+cdef object _new_request(object method, object target, object fields, object framing,
+                         object length):
+    request = <object>PyType_GenericAlloc(<PyTypeObject*>Request, 0)
+    Py_DECREF(request)  # the cast took a reference of its own
+    _store(request, 0, method)
+    _store(request, 1, target)
+    _store(request, 2, _V11)
+    _store(request, 3, fields)
+    _store(request, 4, framing)
+    _store(request, 5, length)
+    _store(request, 6, True)
+    _store(request, 7, False)
+    _store(request, 8, None)
+    return request
 
 __all__ = ["forwarding_tail", "scan_request", "scan_response"]
 
@@ -252,16 +305,12 @@ def scan_request(bytes data, limits):
         line = pos
         pos = _field(d, pos, n, &name_end, &value_end)
         fields.append((data[line:name_end], data[name_end + 2:value_end]))
-    request = Request(
+    request = _new_request(
         method,
         data[target_start:target_end],
-        _V11,
         tuple(fields),
         "length" if length > 0 else "none",
         length if length >= 0 else None,
-        True,
-        False,
-        None,
     )
     return request, end
 

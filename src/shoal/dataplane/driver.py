@@ -1171,7 +1171,9 @@ class _ClientProtocol:
         if not self._keep_alive or self._server.draining:
             self._close()
             return
-        now = self._loop.time()
+        # A response taken whole ends in the upstream read that upstream_data just timed: one
+        # clock reading per read event. Other ends (an upstream closing, a timer) read it anew.
+        now = self._last_activity if not parsed else self._loop.time()
         self._phase = _IDLE  # _set_phase, inlined
         self._phase_since = now
         deadline = now + self._timeouts[_IDLE]

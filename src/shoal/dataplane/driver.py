@@ -398,13 +398,17 @@ class UpstreamPool:
                 idle.clear()
 
     @cython.ccall
-    def take(self, address: Address) -> _UpstreamProtocol | None:
-        """An idle connection to ``address`` still open and fresh, or ``None``."""
+    def take(self, address: Address, now: float = -1.0) -> _UpstreamProtocol | None:
+        """An idle connection to ``address`` still open and fresh, or ``None``.
+
+        ``now``: the loop's clock if the caller has just read it (one reading per read event)."""
         idle = self._idle.get(address)
         if not idle:
             return None
-        loop = self._loop or self._get_loop()
-        deadline = loop.time() - self._idle_timeout
+        if now < 0:
+            loop = self._loop or self._get_loop()
+            now = loop.time()
+        deadline = now - self._idle_timeout
         conn: _UpstreamProtocol
         while idle:
             conn = idle.pop()
@@ -425,8 +429,9 @@ class UpstreamPool:
         return cast(_UpstreamProtocol, protocol)
 
     @cython.ccall
-    def release(self, conn: _UpstreamProtocol) -> None:
-        """Keep ``conn`` for reuse, or close it when the pool is full or closed."""
+    def release(self, conn: _UpstreamProtocol, now: float = -1.0) -> None:
+        """Keep ``conn`` for reuse, or close it when the pool is full or closed (``now``: as for
+        :meth:`take`)."""
         conn.owner = None
         idle = self._idle.get(conn.address)
         if idle is None:
@@ -441,7 +446,7 @@ class UpstreamPool:
             conn.close()
             return
         loop = self._loop or self._get_loop()
-        conn.idle_since = loop.time()
+        conn.idle_since = loop.time() if now < 0 else now
         idle.append(conn)
         if self._sweeper is None:
             self._sweeper = loop.call_later(self._settings.pool_idle_timeout, self._sweep)
@@ -820,7 +825,7 @@ class _ClientProtocol:
             self._wait_for_slot(pick, [head])
             return
         self._address = address = pick.address
-        conn: _UpstreamProtocol | None = self._pool.take(address)
+        conn: _UpstreamProtocol | None = self._pool.take(address, now)
         if conn is None:
             self._connect(address, head)
             return
@@ -1156,7 +1161,7 @@ class _ClientProtocol:
                 if self._upstream_keep and not conn.closed:
                     if self._write_paused and conn.transport is not None:
                         conn.transport.resume_reading()
-                    self._pool.release(conn)
+                    self._pool.release(conn, self._last_activity)
                 else:
                     conn.close()
         pick = self._pick

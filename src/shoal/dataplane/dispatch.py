@@ -729,6 +729,7 @@ def _groups(config: RouteConfig) -> Iterable[tuple[str, Iterable[BackendConfig]]
         yield "", config.backends
 
 
+@cython.cfunc
 def _path(target: bytes) -> str:
     """The path of a request target, without the query (origin or absolute form)."""
     if target[:1] != b"/":

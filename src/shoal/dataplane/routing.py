@@ -32,10 +32,18 @@ import re
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 from shoal.dataplane.balancing import Endpoint, Picker, make_picker
 from shoal.dataplane.hashing import Hasher, HashingSettings, make_hasher
+
+if TYPE_CHECKING:
+    from shoal.dataplane import _cyshim as cython
+else:
+    try:
+        import cython
+    except ImportError:  # no Cython: the decorators below mean nothing then
+        from shoal.dataplane import _cyshim as cython
 
 __all__ = [
     "Route",
@@ -62,6 +70,7 @@ class RoutingSettings:
     """How a shard's replicas share its requests (a name from ``balancing.POLICIES``)."""
 
 
+@cython.ccall  # compiled: a C call from the router, still a Python function
 def shard_key(pattern: re.Pattern[str] | None, path: str) -> str:
     """The shard key of ``path`` under ``pattern``, by the rules in the module docstring."""
     if pattern is None:
@@ -95,6 +104,7 @@ def segment_prefix(pattern: re.Pattern[str] | None) -> str | None:
     return prefix
 
 
+@cython.ccall  # compiled: a C call from the router, still a Python function
 def segment_key(prefix: str, path: str) -> str:
     """:func:`shard_key` for the pattern ``prefix([^/]+)`` (see :func:`segment_prefix`).
 

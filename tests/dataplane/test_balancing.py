@@ -112,13 +112,57 @@ class TestRandomAndLeastRequest:
     def test_two_choices_never_pick_the_busiest(self, loads: list[int], seed: int) -> None:
         """With two choices the uniquely busiest endpoint always loses its comparison."""
         endpoints = [Endpoint(f"e{i}", in_flight=n) for i, n in enumerate(loads)]
-        picker = LeastRequest(random.Random(seed))
+        picker = LeastRequest(random.Random(seed), choices=2, exact_up_to=0)
         busiest = max(loads)
         for _ in range(10):
             pick = picker.pick(endpoints)
             assert pick is not None
             if loads.count(busiest) == 1:
                 assert pick.in_flight < busiest
+
+    @given(
+        loads=st.lists(st.tuples(st.integers(0, 50), st.integers(1, 5)), min_size=1, max_size=16),
+        picks=st.integers(1, 40),
+    )
+    def test_small_sets_get_the_exact_least_loaded(
+        self, loads: list[tuple[int, int]], picks: int
+    ) -> None:
+        """Up to exact_up_to endpoints, every pick is a least loaded one (per unit of weight)."""
+        endpoints = [Endpoint(f"e{i}", w, in_flight=n) for i, (n, w) in enumerate(loads)]
+        picker = LeastRequest(random.Random(0))
+        for _ in range(picks):
+            pick = picker.pick(endpoints)
+            assert pick is not None
+            assert all(pick.in_flight * e.weight <= e.in_flight * pick.weight for e in endpoints)
+            pick.in_flight += 1
+
+    def test_equally_loaded_endpoints_take_turns(self) -> None:
+        endpoints = [Endpoint(f"e{i}") for i in range(4)]
+        picker = make_picker("least-request", random.Random(5))
+        picks = [picker.pick(endpoints) for _ in range(8)]
+        assert [p.address for p in picks if p] == [f"e{i % 4}" for i in range(8)]
+        assert picker.pick(endpoints, exclude={"e1"}) is not None
+
+    def test_exact_least_keeps_a_closed_loop_even(self) -> None:
+        """32 requests always in flight over 4 endpoints: exactly 8 each, as leastconn does
+        (two random choices let one drift to 10 or more for a while)."""
+        endpoints = [Endpoint(f"e{i}") for i in range(4)]
+        rng = random.Random(11)
+        picker = LeastRequest(rng)
+        flying = []
+        for _ in range(32):
+            pick = picker.pick(endpoints)
+            assert pick is not None
+            pick.in_flight += 1
+            flying.append(pick)
+        for _ in range(2_000):
+            done = flying.pop(rng.randrange(len(flying)))
+            done.in_flight -= 1
+            pick = picker.pick(endpoints)
+            assert pick is not None
+            pick.in_flight += 1
+            flying.append(pick)
+            assert max(e.in_flight for e in endpoints) == 8
 
     def test_least_request_compares_per_unit_of_weight(self) -> None:
         """4 in flight on weight 4 is lighter than 2 in flight on weight 1."""

@@ -70,7 +70,11 @@ class BalancingSettings:
     policy: str = "round-robin"
     """One of :data:`POLICIES`."""
     choices: int = 2
-    """For ``least-request``: endpoints drawn per pick (2 is the power of two choices)."""
+    """For ``least-request`` over more than ``exact_least_up_to`` endpoints: endpoints drawn per
+    pick (2 is the power of two choices, as Envoy's default)."""
+    exact_least_up_to: int = 16
+    """For ``least-request``: up to this many endpoints, every one is compared and the least
+    loaded wins (HAProxy's leastconn), ties in turn; 0 always draws ``choices``."""
     hash_algorithm: str = DEFAULT_ALGORITHM
     """For ``hash``: the consistent-hashing algorithm over the endpoint addresses."""
     hash_table_size: int = 65537
@@ -158,17 +162,28 @@ class SmoothWeightedRoundRobin(Picker):
 
 
 class LeastRequest(Picker):
-    """Power of two choices on requests in flight per unit of weight."""
+    """The fewest requests in flight per unit of weight.
 
-    __slots__ = ("_choices", "_rng")
+    Up to ``exact_up_to`` endpoints every one is compared (as HAProxy's leastconn): a random
+    sample of two lets one endpoint collect several more requests than the others for a while,
+    and an app whose cost grows with its concurrency (a thread per connection under one GIL)
+    pays for every extra one. Ties go to the endpoints in turn, so an idle set is served round
+    robin. Above ``exact_up_to`` the power of ``choices`` random choices keeps a pick O(1).
+    """
+
+    __slots__ = ("_choices", "_exact_up_to", "_rng", "_turn")
 
     policy = "least-request"
 
-    def __init__(self, rng: random.Random, choices: int = 2) -> None:
+    def __init__(self, rng: random.Random, choices: int = 2, exact_up_to: int = 16) -> None:
         if choices < 1:
             raise ValueError(f"choices must be at least 1, not {choices}")
+        if exact_up_to < 0:
+            raise ValueError(f"exact_up_to must not be negative, not {exact_up_to}")
         self._rng = rng
         self._choices = choices
+        self._exact_up_to = exact_up_to
+        self._turn = 0
 
     def pick(
         self,
@@ -177,9 +192,20 @@ class LeastRequest(Picker):
         exclude: Collection[str] = (),
     ) -> Endpoint | None:
         pool = [e for e in endpoints if e.address not in exclude] if exclude else endpoints
-        if not pool:
+        count = len(pool)
+        if not count:
             return None
-        if len(pool) <= self._choices:
+        if count <= self._exact_up_to:
+            # Start one further each pick: of equally loaded endpoints, each gets its turn.
+            start = self._turn % count
+            self._turn = start + 1
+            best = pool[start]
+            for step in range(1, count):
+                other = pool[(start + step) % count]
+                if other.in_flight * best.weight < best.in_flight * other.weight:
+                    best = other
+            return best
+        if count <= self._choices:
             drawn: Sequence[Endpoint] = pool
         else:
             drawn = self._rng.sample(pool, self._choices)
@@ -276,7 +302,7 @@ def make_picker(
     if policy == "round-robin":
         return SmoothWeightedRoundRobin()
     if policy == "least-request":
-        return LeastRequest(rng, settings.choices)
+        return LeastRequest(rng, settings.choices, settings.exact_least_up_to)
     if policy == "random":
         return RandomPicker(rng)
     if policy == "hash":

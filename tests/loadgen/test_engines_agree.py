@@ -18,8 +18,9 @@ from shoal.loadgen import (
     run_load,
     summarize,
 )
-from shoal.loadgen.driver import ENGINE_ENV, PURE_ENV, choose_engine, native_available
+from shoal.loadgen.driver import ENGINE_ENV, choose_engine, native_available
 from shoal.loadgen.stats import RunStats
+from shoal.native import PURE_ENV
 
 from .loadgen_server import serving
 

@@ -117,12 +117,12 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
-    from shoal.dataplane import _cyshim as cython
+    from shoal import _cyshim as cython
 else:
     try:
         import cython
     except ImportError:  # no Cython: the decorators and type names below mean nothing then
-        from shoal.dataplane import _cyshim as cython
+        from shoal import _cyshim as cython
 
 log = logging.getLogger("shoal.dataplane.proxy")
 

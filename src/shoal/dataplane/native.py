@@ -17,43 +17,23 @@ was not built), ``python``, or ``auto``: compiled when importable, unless the en
 """
 
 import importlib
-import os
 from types import ModuleType
 from typing import Final
 
+from shoal.native import IMPLEMENTATIONS, PURE_ENV
+from shoal.native import resolve as resolve_part
+
 __all__ = ["IMPLEMENTATIONS", "PURE_ENV", "compiled", "resolve"]
 
-IMPLEMENTATIONS: Final = ("auto", "compiled", "python")
-"""Choices of :func:`compiled` (``ProxySettings.implementation``, ``--implementation``)."""
-
-PURE_ENV: Final = "SHOAL_PURE_PYTHON"
-"""Set to ``1`` to make ``auto`` choose the pure-Python path."""
-
-_MODULES: Final = ("fastpath", "health", "balancing", "hashing", "routing", "dispatch", "driver")
+_MODULES: Final = tuple(
+    f"shoal.dataplane._{name}_c"
+    for name in ("fastpath", "health", "balancing", "hashing", "routing", "dispatch", "driver")
+)
 
 
 def resolve(implementation: str = "auto") -> str:
     """``compiled`` or ``python``: what ``implementation`` means on this machine now."""
-    if implementation not in IMPLEMENTATIONS:
-        raise ValueError(
-            f"unknown implementation {implementation!r}: must be one of {list(IMPLEMENTATIONS)}"
-        )
-    if implementation == "python":
-        return "python"
-    if implementation == "auto" and os.environ.get(PURE_ENV) == "1":
-        return "python"
-    try:
-        for name in _MODULES:
-            importlib.import_module(f"shoal.dataplane._{name}_c")
-    except ImportError as error:
-        if implementation == "compiled":
-            raise ImportError(
-                "the compiled data plane is not built: install a C compiler and the Python "
-                "headers, then reinstall shoal (or build in place with `python setup.py "
-                f"build_ext --inplace`), or use implementation 'python' ({error})"
-            ) from error
-        return "python"
-    return "compiled"
+    return resolve_part(implementation, _MODULES, "data plane")
 
 
 def compiled(name: str, implementation: str = "auto") -> ModuleType | None:

@@ -38,12 +38,12 @@ from shoal.dataplane.balancing import Endpoint, Picker, make_picker
 from shoal.dataplane.hashing import Hasher, HashingSettings, make_hasher
 
 if TYPE_CHECKING:
-    from shoal.dataplane import _cyshim as cython
+    from shoal import _cyshim as cython
 else:
     try:
         import cython
     except ImportError:  # no Cython: the decorators below mean nothing then
-        from shoal.dataplane import _cyshim as cython
+        from shoal import _cyshim as cython
 
 __all__ = [
     "Route",

@@ -49,6 +49,7 @@ from shoal.loadgen.engine import Engine, Slot
 from shoal.loadgen.http import ResponseError, ResponseParser, httptools_available, make_parser
 from shoal.loadgen.plan import LoadPlan, PlanError
 from shoal.loadgen.stats import RunStats
+from shoal.native import PURE_ENV
 
 __all__ = [
     "ENGINE_ENV",
@@ -70,8 +71,6 @@ Progress = Callable[[RunStats, float], None]
 ENGINE_ENV = "SHOAL_LOADGEN_ENGINE"
 """The environment variable that picks the engine when nothing else does: native or python."""
 _ENGINES = ("auto", "native", "python")
-PURE_ENV = "SHOAL_PURE_PYTHON"
-"""``1`` makes ``auto`` mean the Python engine, as it makes every compiled path of shoal step aside."""
 
 
 def native_available() -> bool:

@@ -62,12 +62,12 @@ from shoal.components.ambassadors.servers import (
 )
 
 if TYPE_CHECKING:
-    from shoal.components.ambassadors import _cyshim as cython
+    from shoal import _cyshim as cython
 else:
     try:
         import cython
     except ImportError:  # no Cython: the decorators and declarations mean nothing then
-        from shoal.components.ambassadors import _cyshim as cython
+        from shoal import _cyshim as cython
 
 __all__ = ["Ambassador"]
 

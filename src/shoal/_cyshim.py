@@ -1,8 +1,9 @@
 """
-The names of Cython's pure-Python mode that the data plane's sources use, for a Python without Cython.
+The names of Cython's pure-Python mode that shoal's twice-built sources use, for a Python without Cython.
 
-:mod:`shoal.dataplane.driver` is written once and runs two ways: interpreted, and compiled by
-Cython into ``shoal.dataplane._driver_c`` (see :mod:`shoal.dataplane.native`). Its decorators
+:mod:`shoal.dataplane.driver` (and the data plane's other hot modules, and the ambassadors'
+driver) is written once and runs two ways: interpreted, and compiled by Cython into
+``shoal.dataplane._driver_c`` (see :mod:`shoal.native`). Its decorators
 (``@cython.cclass``: an extension type with C attributes; ``@cython.cfunc``: a method callable
 only from compiled code) and type names (``cython.bint``, ``cython.long``, ``cython.double``)
 steer the compiler and mean nothing to the interpreter. When Cython is installed its own

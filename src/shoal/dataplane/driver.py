@@ -175,6 +175,10 @@ class ProxySettings:
     implementation: str = "auto"
     """``compiled`` (the Cython build of this module and its helpers), ``python``, or ``auto``:
     compiled when built, unless ``SHOAL_PURE_PYTHON=1`` (see :mod:`shoal.dataplane.native`)."""
+    compiled_loop: bool = True
+    """With the compiled implementation, serve plain connections (no TLS, no ``admit`` hook) on
+    the compiled event loop (:mod:`shoal.dataplane._loop_c`), which carries the common exchange
+    and hands everything else to this driver; off: this driver serves every connection."""
 
 
 class Pick:
@@ -270,6 +274,10 @@ class _UpstreamProtocol:
     exchanges: cython.long
     corked: list[bytes] | None
     """Writes held back while a client's read is handled, sent as one (see ``flush``)."""
+    early: bytes | None
+    """Taken over from the compiled loop: bytes it read before the transport existed."""
+    unsent: bytes | None
+    """Taken over from the compiled loop: request bytes the socket had not taken yet."""
 
     def __init__(self, pool: "UpstreamPool", address: Address) -> None:
         self.pool = pool
@@ -281,10 +289,18 @@ class _UpstreamProtocol:
         self.idle_since = 0.0
         self.exchanges = 0
         self.corked = None
+        self.early = None
+        self.unsent = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports are not asyncio.Transport subclasses but have the same methods.
         self.transport = cast(asyncio.Transport, transport)
+        if self.unsent:
+            transport.write(self.unsent)  # type: ignore[attr-defined]
+        self.unsent = None
+        early, self.early = self.early, None
+        if early:  # before the transport's first read: the order of the bytes is kept
+            self.data_received(early)
 
     def data_received(self, data: bytes) -> None:
         owner: _ClientProtocol | None = self.owner  # typed: a C call when compiled
@@ -349,6 +365,8 @@ class UpstreamPool:
     _live: Collection[Address] | None
     _opened: cython.long
     _reused: cython.long
+    _engines: list[Any]
+    """Compiled loops keeping their own idle connections under this pool's rules."""
 
     def __init__(self, settings: ProxySettings | None = None) -> None:
         self._settings = settings or ProxySettings()
@@ -361,16 +379,31 @@ class UpstreamPool:
         self._live = None
         self._opened = 0
         self._reused = 0
+        self._engines = []
+
+    def attach(self, engine: Any) -> None:
+        """A compiled loop's idle connections follow :meth:`retain` and :meth:`close` too."""
+        self._engines.append(engine)
+
+    def detach(self, engine: Any) -> None:
+        """Forget a compiled loop (it has closed)."""
+        if engine in self._engines:
+            self._engines.remove(engine)
+
+    def accepts(self, address: Address) -> bool:
+        """Whether a connection to ``address`` may be kept idle now (pool open, address live)."""
+        live = self._live
+        return not self._closed and (live is None or address in live)
 
     @property
     def opened(self) -> int:
-        """Connections opened so far."""
-        return self._opened
+        """Connections opened so far (by this pool and the compiled loops attached to it)."""
+        return self._opened + sum(int(engine.opened) for engine in self._engines)
 
     @property
     def reused(self) -> int:
         """Exchanges that took an idle connection instead of opening one."""
-        return self._reused
+        return self._reused + sum(int(engine.reused_count) for engine in self._engines)
 
     def _get_loop(self) -> asyncio.AbstractEventLoop:
         # get_running_loop() costs a getpid() system call; the pool lives on one loop.
@@ -381,9 +414,10 @@ class UpstreamPool:
 
     def idle_count(self, address: Address | None = None) -> int:
         """Idle connections kept (for one address, or for all)."""
+        engines = sum(int(engine.idle_count(address)) for engine in self._engines)
         if address is not None:
-            return len(self._idle.get(address, ()))
-        return sum(len(v) for v in self._idle.values())
+            return len(self._idle.get(address, ())) + engines
+        return sum(len(v) for v in self._idle.values()) + engines
 
     def retain(self, live: Collection[Address] | None) -> None:
         """Keep connections only to ``live`` addresses (None: any): close the others' idle ones now
@@ -391,6 +425,8 @@ class UpstreamPool:
         self._live = live
         if live is None:
             return
+        for engine in self._engines:
+            engine.retain(live)
         for address, idle in self._idle.items():
             if address not in live:
                 for conn in idle:
@@ -478,6 +514,8 @@ class UpstreamPool:
     def close(self) -> None:
         """Close every idle connection and keep no more."""
         self._closed = True
+        for engine in list(self._engines):
+            engine.retain(())
         if self._sweeper is not None:
             self._sweeper.cancel()
             self._sweeper = None
@@ -562,6 +600,8 @@ class _ClientProtocol:
     _pool: UpstreamPool
     _timeouts: tuple[float, float, float]
     """Seconds of each phase but the tunnel, by phase number."""
+    _adopted: tuple[Any, ...] | None
+    """What the compiled loop handed over, until ``connection_made`` carries on with it."""
 
     def __init__(self, server: "ProxyServer") -> None:
         self._server = server
@@ -612,6 +652,12 @@ class _ClientProtocol:
             settings.request_head_timeout,
             settings.upstream_timeout,
         )
+        self._adopted = None
+
+    def adopted(self, state: tuple[Any, ...]) -> None:
+        """Carry on, once connected, with what the compiled loop handed over (see
+        :meth:`ProxyServer.adopt`)."""
+        self._adopted = state
 
     # --- asyncio callbacks ---
 
@@ -623,6 +669,65 @@ class _ClientProtocol:
         self._tail = forwarding_tail(self._peer, forwarding.scheme, forwarding.x_forwarded_for)
         self._server.connections.add(self)
         self._set_phase(_IDLE, self._loop.time())
+        if self._adopted is not None:
+            self._resume()
+
+    def _resume(self) -> None:
+        """Carry on from where the compiled loop handed the connection over: before a request
+        (its bytes read so far), or within an exchange it had begun (see ``_loop_c``)."""
+        assert self._adopted is not None
+        stage, data, request, pick, head, up_sock, reused, unsent, lost, timeout, detail = (
+            self._adopted
+        )
+        self._adopted = None
+        if stage == ADOPT_REQUEST:
+            self.data_received(data)
+            return
+        # The request was taken whole and its pick begun: as _start left it.
+        self._set_phase(_EXCHANGE, self._loop.time())
+        self._request = request
+        self._status = 0
+        self._request_done = True
+        self._response_started = self._response_done = False
+        self._keep_alive = request.keep_alive and not self._server.draining
+        self._fast_down = (
+            self._fast
+            and request.http_version == b"1.1"
+            and request.method != b"HEAD"
+            and request.upgrade is None
+        )
+        self._hold = True
+        self._pick = pick
+        self._up_framer = None
+        self._retry_head = (
+            head if request.framing == "none" and request.method in _RETRYABLE_METHODS else None
+        )
+        if stage == ADOPT_SEND:
+            if pick.queued:
+                self._wait_for_slot(pick, [head])
+            else:
+                self.pause_reading("connect")
+                self._send_to(pick.address, [head])
+            return
+        if stage == ADOPT_CONNECT_FAILED:
+            self._pending = [head]
+            if not self._retry_elsewhere(Failure.CONNECT, self._pending, True):
+                if timeout:
+                    self._upstream_failed(504, "connecting to the upstream timed out")
+                else:
+                    self._upstream_failed(502, f"cannot connect to the upstream: {detail}")
+            return
+        # ADOPT_SENT: the request went upstream; the response had not been taken.
+        conn = _UpstreamProtocol(self._pool, pick.address)
+        self._address = pick.address
+        self._attach(conn, reused)
+        if lost:  # closed or reset before answering: retried or answered 502 as ever
+            conn.closed = True
+            self.upstream_lost(conn)
+            return
+        conn.early = data or None
+        conn.unsent = unsent or None
+        self._server.spawn(_wrap_upstream(conn, up_sock))
 
     def data_received(self, data: bytes) -> None:
         now = self._last_activity = self._loop.time()
@@ -1303,6 +1408,73 @@ class _ClientProtocol:
 
 # --- the server ---------------------------------------------------------------------------------
 
+# How the compiled loop hands a connection over (``_loop_c``'s STAGE_* values).
+ADOPT_REQUEST: Final = 0
+"""Between requests: the bytes read so far are fed to the parser."""
+ADOPT_SEND: Final = 1
+"""A request taken and begun, not sent (a queued pick, or a name to resolve)."""
+ADOPT_CONNECT_FAILED: Final = 2
+"""A request taken and begun whose new upstream connection failed."""
+ADOPT_SENT: Final = 3
+"""A request sent upstream whose response head the loop did not take (or that was lost)."""
+
+
+async def _wrap_upstream(conn: _UpstreamProtocol, sock: socket.socket) -> None:
+    """Give an upstream socket taken over from the compiled loop a transport."""
+    try:
+        await asyncio.get_running_loop().create_connection(lambda: cast(Any, conn), sock=sock)
+    except OSError:
+        sock.close()
+        conn.connection_lost(None)  # the owner retries or answers, as for any lost connection
+    except BaseException:
+        sock.close()
+        raise
+
+
+def _listen(host: str | None, port: int, *, reuse_port: bool, backlog: int) -> list[socket.socket]:
+    """Listening sockets for ``host:port`` as ``loop.create_server`` makes them."""
+    infos = socket.getaddrinfo(
+        host, port, family=socket.AF_UNSPEC, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+    )
+    sockets: list[socket.socket] = []
+    seen: set[tuple[Any, ...]] = set()
+    try:
+        for family, kind, proto, _, address in infos:
+            if (family, address) in seen:
+                continue
+            seen.add((family, address))
+            sock = socket.socket(family, kind, proto)
+            sockets.append(sock)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if reuse_port:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+            if family == socket.AF_INET6:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            try:
+                sock.bind(address)
+            except OSError as error:  # worded as loop.create_server words it
+                raise OSError(
+                    error.errno,
+                    f"error while attempting to bind on address {address!r}: "
+                    f"{(error.strerror or str(error)).lower()}",
+                ) from None
+            sock.listen(backlog)
+            sock.setblocking(False)
+    except BaseException:
+        for sock in sockets:
+            sock.close()
+        raise
+    return sockets
+
+
+def _compiled_loop() -> Any:
+    """The compiled event loop module, or None where it was not built."""
+    try:
+        import shoal.dataplane._loop_c as module  # optional: built by setup.py
+    except ImportError:
+        return None
+    return module
+
 
 class ProxyServer:
     """An HTTP/1.1 reverse proxy on one listening socket; see the module docstring.
@@ -1345,6 +1517,7 @@ class ProxyServer:
         self.connections: set[_ClientProtocol] = set()
         self.draining = False
         self._server: asyncio.Server | None = None
+        self._engine: Any = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._all_closed: asyncio.Event | None = None
 
@@ -1367,6 +1540,19 @@ class ProxyServer:
     ) -> None:
         """Start listening (on ``sock`` when given, else on ``host:port``); TLS with ``ssl``."""
         loop = asyncio.get_running_loop()
+        loop_module = self._loop_module(ssl)
+        if loop_module is not None:
+            if sock is not None:
+                sock.listen(self.settings.backlog)
+                sock.setblocking(False)
+                sockets = [sock]
+            else:
+                sockets = _listen(host, port, reuse_port=reuse_port, backlog=self.settings.backlog)
+            engine = loop_module.Engine(self, sockets, self.settings, self.pool)
+            engine.start(loop)
+            self.pool.attach(engine)
+            self._engine = engine
+            return
         if sock is not None:
             self._server = await loop.create_server(
                 lambda: cast(asyncio.Protocol, self._protocol(self)),
@@ -1384,13 +1570,99 @@ class ProxyServer:
                 ssl=ssl,
             )
 
+    def _loop_module(self, ssl: _ssl.SSLContext | None) -> Any:
+        """The compiled loop when it may serve this server's connections (else None)."""
+        if (
+            ssl is not None
+            or self.admit is not None
+            or not self.fast
+            or not self.settings.compiled_loop
+            or self.implementation != "compiled"
+        ):
+            return None
+        return _compiled_loop()
+
+    @property
+    def engine(self) -> str:
+        """``compiled-loop`` when the compiled loop serves plain connections, else ``asyncio``."""
+        return "asyncio" if self._engine is None else "compiled-loop"
+
     @property
     def address(self) -> Address:
         """The first listening socket's ``(host, port)``."""
-        assert self._server is not None
-        assert self._server.sockets
-        name = self._server.sockets[0].getsockname()
+        if self._engine is not None:
+            sockets = self._engine.sockets
+        else:
+            assert self._server is not None
+            sockets = self._server.sockets
+        assert sockets
+        name = sockets[0].getsockname()
         return str(name[0]), int(name[1])
+
+    @property
+    def active_connections(self) -> int:
+        """Client connections open (on the compiled loop and on this driver)."""
+        engine = self._engine
+        return len(self.connections) + (0 if engine is None else int(engine.clients))
+
+    def stop_accepting(self) -> None:
+        """Close the listening sockets; accepted connections carry on."""
+        if self._server is not None:
+            self._server.close()
+        if self._engine is not None:
+            self._engine.stop_accepting()
+
+    def adopt(
+        self,
+        fd: int,
+        stage: int,
+        data: bytes = b"",
+        request: Request | None = None,
+        pick: Pick | None = None,
+        head: bytes = b"",
+        up_fd: int = -1,
+        reused: bool = False,
+        unsent: bytes = b"",
+        lost: bool = False,
+        timeout: bool = False,
+        detail: str = "",
+    ) -> None:
+        """Take over a client connection (and perhaps its upstream one) from the compiled loop,
+        at ``stage`` (one of the ``ADOPT_*`` values); it stays with this driver until it closes."""
+        sock = socket.socket(fileno=fd)
+        up_sock = socket.socket(fileno=up_fd) if up_fd >= 0 else None
+        protocol = self._protocol(self)
+        protocol.adopted(
+            (stage, data, request, pick, head, up_sock, reused, unsent, lost, timeout, detail)
+        )
+        self.spawn(self._adopt(protocol, sock, up_sock, pick))
+
+    async def _adopt(
+        self,
+        protocol: _ClientProtocol,
+        sock: socket.socket,
+        up_sock: socket.socket | None,
+        pick: Pick | None,
+    ) -> None:
+        try:
+            await asyncio.get_running_loop().connect_accepted_socket(
+                lambda: cast(asyncio.Protocol, protocol), sock
+            )
+        except BaseException:
+            sock.close()
+            if up_sock is not None:
+                up_sock.close()
+            if pick is not None:  # begun by the loop: every pick ends exactly once
+                try:
+                    self.dispatcher.end(pick, 0)
+                except Exception:
+                    log.exception("dispatcher failed at the end of an exchange")
+            raise
+
+    def engine_drained(self) -> None:
+        """The compiled loop has no client connection left while draining."""
+        if not self.connections and self._all_closed is not None:
+            self._all_closed.set()
 
     def spawn(self, coroutine: Coroutine[Any, Any, None]) -> None:
         """Run ``coroutine`` as a task the server keeps (and cancels on shutdown)."""
@@ -1400,7 +1672,11 @@ class ProxyServer:
 
     def connection_done(self, conn: _ClientProtocol) -> None:
         self.connections.discard(conn)
-        if not self.connections and self._all_closed is not None:
+        if (
+            not self.connections
+            and self._all_closed is not None
+            and (self._engine is None or not self._engine.clients)
+        ):
             self._all_closed.set()
 
     async def shutdown(self, deadline: float = 10.0) -> None:
@@ -1409,11 +1685,17 @@ class ProxyServer:
         if self._server is not None:
             self._server.close()
         self._all_closed = asyncio.Event()
+        engine = self._engine
+        if engine is not None:
+            engine.drain()
         for conn in list(self.connections):
             conn.drain()
-        if self.connections:
+        if self.connections or (engine is not None and engine.clients):
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._all_closed.wait(), deadline)
+        if engine is not None:
+            engine.close()
+            self.pool.detach(engine)
         for conn in list(self.connections):
             conn._abort()
         if self._own_pool:

@@ -410,8 +410,7 @@ class Proxy:
                 raise
             for key in freed:
                 entry = self._listeners[key]
-                if entry.server._server is not None:
-                    entry.server._server.close()
+                entry.server.stop_accepting()
             await server.start(listener.host, listener.port, reuse_port=self.reuse_port)
         return _Listener(listener, server, dispatcher, routes)
 
@@ -642,7 +641,7 @@ class Proxy:
             "shoal_proxy_active_connections",
             "Client connections open, by listener.",
             (
-                ({"listener": entry.config.name}, len(entry.server.connections))
+                ({"listener": entry.config.name}, entry.server.active_connections)
                 for entry in self._listeners.values()
             ),
         )

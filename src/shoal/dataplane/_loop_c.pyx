@@ -228,6 +228,9 @@ STAGE_SENT = 3
 _RETRYABLE = frozenset({b"GET", b"HEAD", b"OPTIONS", b"TRACE", b"PUT", b"DELETE"})
 
 
+cdef class _IdleStack
+
+
 cdef class _Conn:
     cdef int kind
     cdef int fd
@@ -248,6 +251,50 @@ cdef class _Upstream(_Conn):
     """The upstream allows reuse (no ``Connection: close``) and sent no byte too many."""
     cdef bytes pending
     """Request bytes the socket did not take yet."""
+    cdef _Upstream prev
+    cdef _Upstream next
+    """Neighbours in the idle stack of its address (while pooled)."""
+    cdef _IdleStack stack
+    """The idle stack of its address."""
+
+
+cdef class _IdleStack:
+    """The pooled connections to one address, most recently used on top (a linked list: no
+    list to grow and shrink on every request)."""
+
+    cdef _Upstream head
+    cdef long count
+
+    cdef void push(self, _Upstream up):
+        up.prev = None
+        up.next = self.head
+        if self.head is not None:
+            self.head.prev = up
+        self.head = up
+        self.count += 1
+
+    cdef _Upstream pop(self):
+        cdef _Upstream up = self.head
+        if up is None:
+            return None
+        self.head = up.next
+        if self.head is not None:
+            self.head.prev = None
+        up.next = None
+        self.count -= 1
+        return up
+
+    cdef void remove(self, _Upstream up):
+        if up.prev is not None:
+            up.prev.next = up.next
+        elif self.head is up:
+            self.head = up.next
+        else:
+            return  # not in this stack
+        if up.next is not None:
+            up.next.prev = up.prev
+        up.prev = up.next = None
+        self.count -= 1
 
 
 cdef class _Client(_Conn):
@@ -285,8 +332,13 @@ cdef class Engine:
     cdef object server
     cdef object loop
     cdef object dispatcher
+    cdef object begin
+    cdef object end
+    """The dispatcher's bound methods (no lookup by name per request)."""
     cdef object limits
     cdef object pool
+    cdef object live
+    """Addresses whose connections may be pooled (None: any), as the pool's ``retain`` says."""
     cdef object timer
     cdef object scheme
     cdef bint xff
@@ -328,8 +380,11 @@ cdef class Engine:
     def __init__(self, server, sockets, settings, pool):
         self.server = server
         self.dispatcher = server.dispatcher
+        self.begin = self.dispatcher.begin
+        self.end = self.dispatcher.end
         self.limits = settings.limits
         self.pool = pool
+        self.live = None
         self.scheme = settings.forwarding.scheme
         self.xff = settings.forwarding.x_forwarded_for
         self.keepalive_timeout = settings.keepalive_timeout
@@ -435,22 +490,27 @@ cdef class Engine:
             self.ep = -1
 
     def retain(self, live):
-        """Close idle upstream connections to addresses not in ``live`` (None: keep all)."""
+        """Pool connections only to ``live`` addresses (None: any); close the others' idle ones
+        now and the busy ones when their exchange ends (an endpoint that left drains this way)."""
+        self.live = live
         if live is None:
             return
+        cdef _IdleStack stack
         cdef _Upstream up
-        for address, idle in list(self.idle.items()):
+        for address, stack in list(self.idle.items()):
             if address not in live:
-                for up in list(idle):
+                while stack.head is not None:
+                    up = stack.pop()
                     self._close_upstream(up)
-                idle.clear()
         self._collect()
 
     def idle_count(self, address=None):
         """Idle pooled upstream connections (to ``address``, or all)."""
+        cdef _IdleStack stack
         if address is not None:
-            return len(self.idle.get(address, ()))
-        return sum(len(idle) for idle in self.idle.values())
+            stack = self.idle.get(address)
+            return 0 if stack is None else stack.count
+        return sum((<_IdleStack>stack).count for stack in self.idle.values())
 
     # --- events ---
 
@@ -558,19 +618,18 @@ cdef class Engine:
         data = PyBytes_FromStringAndSize(self.buf, n)
         c.readable = n == BUFSIZE
         c.last = now
-        if n == BUFSIZE:
-            self._handover_request(c, data)  # more may follow: the driver reads on
+        if n == BUFSIZE or self.buf[0] == b'H':
+            # More may follow (the driver reads on), or HEAD (the response's length describes
+            # no body; the only method the scanner takes that starts with H).
+            self._handover_request(c, data)
             return
         scanned = scan_request(data, self.limits)
         if scanned is None:
             self._handover_request(c, data)
             return
         request, end = scanned
-        if request.method == b"HEAD":
-            self._handover_request(c, data)  # a HEAD response's length describes no body
-            return
         try:
-            pick = self.dispatcher.begin(request, c.peer)
+            pick = self.begin(request, c.peer)
         except Exception:
             log.exception("route failed for %r", request.target)
             self._local(c, 500, "routing failed")
@@ -584,7 +643,7 @@ cdef class Engine:
         c.end = end
         c.status = 0
         c.started = False
-        c.keep = request.keep_alive and not self.draining
+        c.keep = not self.draining  # the scanner takes only HTTP/1.1 without Connection
         c.state = C_WAIT
         c.since = now
         if pick.queued:
@@ -628,12 +687,12 @@ cdef class Engine:
         # else: connecting; the request goes when the socket is writable
 
     cdef _Upstream _take(self, object address, double now):
-        idle = self.idle.get(address)
+        cdef _IdleStack stack = self.idle.get(address)
         cdef _Upstream up
-        if not idle:
+        if stack is None:
             return None
-        while idle:
-            up = <_Upstream>idle.pop()
+        while stack.head is not None:
+            up = stack.pop()
             if up.state == U_IDLE and now - up.idle_since < self.idle_timeout:
                 up.state = U_BUSY
                 up.reused = True
@@ -855,27 +914,34 @@ cdef class Engine:
             return
         c.pick = None
         try:
-            self.dispatcher.end(pick, status)
+            self.end(pick, status)
         except Exception:
             log.exception("dispatcher failed at the end of an exchange")
 
     cdef void _release(self, _Upstream up, double now) except *:
         address = up.address
-        idle = self.idle.get(address)
-        if idle is None:
-            idle = self.idle[address] = []
-        if self.closed or len(idle) >= self.max_idle or not self.pool.accepts(address):
+        cdef _IdleStack stack = up.stack
+        if stack is None:
+            stack = self.idle.get(address)
+            if stack is None:
+                stack = self.idle[address] = _IdleStack()
+            up.stack = stack
+        live = self.live
+        if (
+            self.closed
+            or stack.count >= self.max_idle
+            or (live is not None and address not in live)
+        ):
             self._close_upstream(up)
             return
         up.state = U_IDLE
         up.idle_since = now
         up.readable = False
-        idle.append(up)
+        stack.push(up)
 
     cdef void _drop_idle(self, _Upstream up) except *:
-        idle = self.idle.get(up.address)
-        if idle is not None and up in idle:
-            idle.remove(up)
+        if up.stack is not None:
+            up.stack.remove(up)
         self._close_upstream(up)
 
     cdef void _close_upstream(self, _Upstream up) except *:

@@ -384,16 +384,12 @@ class UpstreamPool:
     def attach(self, engine: Any) -> None:
         """A compiled loop's idle connections follow :meth:`retain` and :meth:`close` too."""
         self._engines.append(engine)
+        engine.retain(() if self._closed else self._live)
 
     def detach(self, engine: Any) -> None:
         """Forget a compiled loop (it has closed)."""
         if engine in self._engines:
             self._engines.remove(engine)
-
-    def accepts(self, address: Address) -> bool:
-        """Whether a connection to ``address`` may be kept idle now (pool open, address live)."""
-        live = self._live
-        return not self._closed and (live is None or address in live)
 
     @property
     def opened(self) -> int:

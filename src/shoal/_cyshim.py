@@ -24,6 +24,7 @@ __all__ = [
     "declare",
     "double",
     "int",
+    "locals",
     "long",
 ]
 
@@ -61,6 +62,11 @@ def declare(kind: object, value: Any = None, *, visibility: str = "private") -> 
     """A C variable of type ``kind`` (here: just ``value``); in a class body, a C field
     (``visibility="public"``: readable and writable from Python code too)."""
     return value
+
+
+def locals(**types: object) -> Callable[[_T], _T]:  # Cython's own name
+    """C types for a function's local variables (a decorator)."""
+    return lambda function: function
 
 
 def annotation_typing(enabled: bool) -> Callable[[_T], _T]:

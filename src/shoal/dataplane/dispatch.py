@@ -220,10 +220,15 @@ class _Admission:
 
     limiter: PendingLimiter = cython.declare(object, visibility="public")
     waiters: dict[int, RequestPick] = cython.declare(dict, visibility="public")
+    admit: Callable[[str, int], Admission] = cython.declare(object, visibility="public")
+    finish: Callable[[str], int | None] = cython.declare(object, visibility="public")
+    """The limiter's bound methods, called once per request each (no lookup by name)."""
 
     def __init__(self, limiter: PendingLimiter) -> None:
         self.limiter = limiter
         self.waiters = {}
+        self.admit = limiter.admit
+        self.finish = limiter.finish
 
 
 @cython.cclass
@@ -243,6 +248,13 @@ class _Shared:
     counters: list[int] = cython.declare(list, visibility="public")
     """Retries granted and requests that found no endpoint (one list, shared across swaps)."""
     excluded: frozenset[str] = cython.declare(frozenset, visibility="public")
+    record: Callable[[str, Outcome, float], list[OutlierEvent]] = cython.declare(
+        object, visibility="public"
+    )
+    started: Callable[[], None] = cython.declare(object, visibility="public")
+    finished: Callable[[], None] = cython.declare(object, visibility="public")
+    pick_from: Callable[..., Endpoint | None] | None = cython.declare(object, visibility="public")
+    """The outlier detector's, the retry budget's and the picker's per-request bound methods."""
 
     def __init__(
         self,
@@ -270,6 +282,10 @@ class _Shared:
         self.latency = latency
         self.counters = counters
         self.excluded = frozenset()
+        self.record = outlier.record
+        self.started = budget.request_started
+        self.finished = budget.request_finished
+        self.pick_from = None if picker is None else picker.pick
 
 
 @cython.cclass
@@ -522,7 +538,7 @@ class RouteState:
         if not self._choose(pick, shared.excluded):
             shared.counters[1] += 1
             return None
-        shared.budget.request_started()
+        shared.started()
         return pick
 
     @cython.cfunc
@@ -532,7 +548,7 @@ class RouteState:
         admission = shared.admission
         request = pick.request
         router = shared.router
-        picker = shared.picker
+        pick_from = shared.pick_from
         rejected = 0
         shard_key_of: str | None = None
         while True:
@@ -541,15 +557,15 @@ class RouteState:
                     shard_key_of = router.key(_path(request.target))
                 shard, endpoint = router.choose(shard_key_of, exclude)
             else:
-                assert picker is not None
+                assert pick_from is not None
                 key = self._key(request, pick.peer) if self._hash_source else None
-                endpoint = picker.pick(self._endpoints, key, exclude)
+                endpoint = pick_from(self._endpoints, key, exclude)
                 shard = ""
             if endpoint is None:
                 return False
             address = endpoint.address
             ticket = _next_ticket()
-            decision = admission.limiter.admit(address, ticket)
+            decision = admission.admit(address, ticket)
             if decision is _REJECT:
                 # Full with a full queue: try the next endpoint (each one at most once).
                 rejected += 1
@@ -608,7 +624,7 @@ class RouteState:
             admission.limiter.cancel(address, pick.ticket)
             return
         endpoint.in_flight -= 1
-        ticket = admission.limiter.finish(address)
+        ticket = admission.finish(address)
         if ticket is not None:
             waiter = admission.waiters.pop(ticket, None)
             if waiter is not None and waiter.queued:
@@ -620,7 +636,7 @@ class RouteState:
                     self._hooks.call_soon(ready)
         if outcome is not None:
             chooser = pick.chooser
-            events = chooser._shared.outlier.record(address, outcome, now)
+            events = chooser._shared.record(address, outcome, now)
             if events:
                 chooser._outlier_events(events)
 
@@ -700,11 +716,10 @@ class RouteState:
                 outcome = _SUCCESS
             self._close(pick, outcome, now)
         shared = self._shared
-        budget = shared.budget
-        budget.request_finished()
+        shared.finished()
         if pick.retrying:
             pick.retrying = False
-            budget.retry_finished()
+            shared.budget.retry_finished()
         stats = pick.stats
         if stats is not None:
             stats.responses[status // 100 if 100 <= status < 600 else 0] += 1

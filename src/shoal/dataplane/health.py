@@ -40,7 +40,15 @@ from collections import deque
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Final
+from typing import TYPE_CHECKING, Final
+
+if TYPE_CHECKING:
+    from shoal import _cyshim as cython
+else:
+    try:
+        import cython
+    except ImportError:  # no Cython: the decorators and declarations below mean nothing then
+        from shoal import _cyshim as cython
 
 __all__ = [
     "IDEMPOTENT_METHODS",
@@ -280,25 +288,41 @@ class Readmitted:
 OutlierEvent = Ejected | EjectionRefused | Readmitted
 
 
-@dataclass(slots=True)
+# The per-request state below is made of extension types when compiled (see
+# shoal.dataplane.native): C fields read without a lookup by name.
+
+
+@cython.cclass
 class _Watched:
-    failures: int = 0
-    connect_errors: int = 0
-    times: int = 0  # the ejection multiplier
-    ejected_until: float | None = None
-    calm_since: float = 0.0  # when the multiplier last stepped down or the endpoint came back
+    failures: int = cython.declare(cython.long, visibility="public")
+    connect_errors: int = cython.declare(cython.long, visibility="public")
+    times: int = cython.declare(cython.long, visibility="public")
+    """The ejection multiplier."""
+    ejected_until: float | None = cython.declare(object, visibility="public")
+    calm_since: float = cython.declare(cython.double, visibility="public")
+    """When the multiplier last stepped down or the endpoint came back."""
+
+    def __init__(self) -> None:
+        self.failures = 0
+        self.connect_errors = 0
+        self.times = 0
+        self.ejected_until = None
+        self.calm_since = 0.0
 
 
+@cython.cclass
 class OutlierDetector:
     """Passive ejection over a set of endpoints; see the module docstring."""
 
-    __slots__ = ("_endpoints", "_out", "_settings")
+    _settings: OutlierSettings = cython.declare(object, visibility="public")
+    _endpoints: dict[str, _Watched] = cython.declare(dict, visibility="public")
+    _out: int = cython.declare(cython.long, visibility="public")
 
     def __init__(self, settings: OutlierSettings | None = None) -> None:
         self._settings = settings or OutlierSettings()
         if not 0.0 <= self._settings.max_ejected_share <= 1.0:
             raise ValueError("max_ejected_share must be between 0 and 1")
-        self._endpoints: dict[str, _Watched] = {}
+        self._endpoints = {}
         self._out = 0  # endpoints ejected: tick() scans nothing while it is 0 (the common case)
 
     @property
@@ -356,6 +380,7 @@ class OutlierDetector:
         watched.failures = watched.connect_errors = 0
         watched.calm_since = at
 
+    @cython.locals(found=_Watched, watched=_Watched)
     def record(self, address: str, outcome: Outcome, now: float) -> list[OutlierEvent]:
         """Take one request's outcome; readmissions due by ``now`` come first in the result."""
         if outcome is _SUCCESS and not self._out:
@@ -435,6 +460,7 @@ class RetryDecision:
     reason: str
 
 
+@cython.cclass
 class RetryBudget:
     """Retry decisions within a concurrency budget; see the module docstring.
 
@@ -442,7 +468,9 @@ class RetryBudget:
     when :meth:`decide` says yes, :meth:`retry_finished` when the retry attempt ends.
     """
 
-    __slots__ = ("_active", "_retrying", "_settings")
+    _settings: RetrySettings = cython.declare(object, visibility="public")
+    _active: int = cython.declare(cython.long, visibility="public")
+    _retrying: int = cython.declare(cython.long, visibility="public")
 
     def __init__(self, settings: RetrySettings | None = None) -> None:
         self._settings = settings or RetrySettings()
@@ -532,35 +560,45 @@ class PendingSettings:
     """Requests waiting for one endpoint beyond that (Envoy's ``max_pending_requests`` default)."""
 
 
-@dataclass(slots=True)
+@cython.cclass
 class _Slots:
-    in_flight: int = 0
-    queue: deque[int] | None = None
+    in_flight: int = cython.declare(cython.long, visibility="public")
+    queue: deque[int] | None = cython.declare(object, visibility="public")
+
+    def __init__(self) -> None:
+        self.in_flight = 0
+        self.queue = None
 
 
+@cython.cclass
 class PendingLimiter:
     """Per-endpoint admission: send, queue, or reject; see the module docstring.
 
     Tickets are the driver's integers (one per request), returned when a queued request may go.
     """
 
-    __slots__ = ("_endpoints", "_max_in_flight", "_settings")
+    _settings: PendingSettings = cython.declare(object, visibility="public")
+    _max_in_flight: int = cython.declare(cython.long, visibility="public")
+    _endpoints: dict[str, _Slots] = cython.declare(dict, visibility="public")
 
     def __init__(self, settings: PendingSettings | None = None) -> None:
         self._settings = settings or PendingSettings()
         self._max_in_flight = self._settings.max_in_flight
         if self._settings.max_in_flight < 1 or self._settings.max_pending < 0:
             raise ValueError("max_in_flight must be at least 1 and max_pending at least 0")
-        self._endpoints: dict[str, _Slots] = {}
+        self._endpoints = {}
 
+    @cython.locals(slots=_Slots)
     def in_flight(self, address: str) -> int:
         slots = self._endpoints.get(address)
         return 0 if slots is None else slots.in_flight
 
+    @cython.locals(slots=_Slots)
     def pending(self, address: str) -> int:
         slots = self._endpoints.get(address)
         return 0 if slots is None or slots.queue is None else len(slots.queue)
 
+    @cython.locals(slots=_Slots)
     def admit(self, address: str, ticket: int) -> Admission:
         """Ask to send request ``ticket`` to ``address``."""
         slots = self._endpoints.get(address)
@@ -576,6 +614,7 @@ class PendingLimiter:
             return _QUEUE
         return _REJECT
 
+    @cython.locals(slots=_Slots)
     def finish(self, address: str) -> int | None:
         """A request to ``address`` ended; the queued ticket that takes its slot, if any."""
         slots = self._endpoints.get(address)
@@ -593,6 +632,7 @@ class PendingLimiter:
             if not slots.in_flight and not slots.queue:
                 del self._endpoints[address]
 
+    @cython.locals(slots=_Slots)
     def cancel(self, address: str, ticket: int) -> bool:
         """Take a queued ticket out (its client left or it timed out); False if not queued."""
         slots = self._endpoints.get(address)

@@ -29,7 +29,7 @@ across swaps.
 
 import random
 import re
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Final
@@ -144,16 +144,40 @@ class Route:
     endpoint: Endpoint | None
 
 
-@dataclass(slots=True)
+@cython.cclass
 class ShardCounters:
-    """What one shard has seen since the router started (plain numbers for /metrics)."""
+    """What one shard has seen since the router started (plain numbers for /metrics).
 
-    routed: int = 0
+    An extension type when compiled (C fields, bumped once per request)."""
+
+    routed: int = cython.declare(cython.long, visibility="public")
     """Requests given an endpoint of this shard."""
-    unavailable: int = 0
+    unavailable: int = cython.declare(cython.long, visibility="public")
     """Requests for this shard that found no endpoint (every one excluded or none configured)."""
-    failed: int = 0
+    failed: int = cython.declare(cython.long, visibility="public")
     """Requests the driver reported as failed (5xx or no response)."""
+
+    def __init__(self, routed: int = 0, unavailable: int = 0, failed: int = 0) -> None:
+        self.routed = routed
+        self.unavailable = unavailable
+        self.failed = failed
+
+    def __repr__(self) -> str:
+        return (
+            f"ShardCounters(routed={self.routed}, unavailable={self.unavailable}, "
+            f"failed={self.failed})"
+        )
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, ShardCounters):
+            return NotImplemented
+        return (self.routed, self.unavailable, self.failed) == (
+            other.routed,
+            other.unavailable,
+            other.failed,
+        )
+
+    __hash__ = None  # type: ignore[assignment]  # mutable, as the dataclass it replaces
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -217,10 +241,16 @@ class RoutingTable:
         return self.shards[self.hasher.lookup(self.key_of(path))]
 
 
+@cython.cclass
 class _Slot:
     """One shard as :meth:`Router.choose` needs it, at the shard's position in the hasher."""
 
-    __slots__ = ("counters", "endpoints", "name", "picker")
+    name: str = cython.declare(object, visibility="public")
+    endpoints: tuple[Endpoint, ...] = cython.declare(tuple, visibility="public")
+    picker: Picker = cython.declare(object, visibility="public")
+    pick_from: Callable[..., Endpoint | None] = cython.declare(object, visibility="public")
+    """``picker.pick``, bound once."""
+    counters: ShardCounters = cython.declare(ShardCounters, visibility="public")
 
     def __init__(
         self, name: str, endpoints: tuple[Endpoint, ...], picker: Picker, counters: ShardCounters
@@ -228,16 +258,27 @@ class _Slot:
         self.name = name
         self.endpoints = endpoints
         self.picker = picker
+        self.pick_from = picker.pick
         self.counters = counters
 
 
+@cython.cclass
 class Router:
     """The mutable half of the router: the current table, pickers and counters.
 
     Not thread-safe by design: one event loop owns a router, as one nginx worker owns its state.
+    An extension type when compiled (C fields; ``choose`` runs once per request).
     """
 
-    __slots__ = ("_counters", "_pickers", "_policy", "_prefix", "_rng", "_slots", "_table")
+    _table: RoutingTable = cython.declare(object)
+    _policy: str = cython.declare(object)
+    _rng: random.Random = cython.declare(object)
+    _pickers: dict[str, Picker] = cython.declare(dict)
+    _counters: dict[str, ShardCounters] = cython.declare(dict)
+    _slots: tuple[_Slot, ...] = cython.declare(tuple)
+    _prefix: str | None = cython.declare(object)
+    _index: Callable[[str], int] = cython.declare(object)
+    """The table's ``hasher.index``, bound once per table."""
 
     def __init__(
         self,
@@ -249,10 +290,11 @@ class Router:
         self._table = table
         self._policy = policy
         self._rng = rng or random.Random()  # noqa: S311 -- load balancing, not cryptography
-        self._pickers: dict[str, Picker] = {}
-        self._counters: dict[str, ShardCounters] = {name: ShardCounters() for name in table.shards}
+        self._pickers = {}
+        self._counters = {name: ShardCounters() for name in table.shards}
         self._slots = self._slots_of(table)
         self._prefix = segment_prefix(table.pattern)
+        self._index = table.hasher.index
 
     def _slots_of(self, table: RoutingTable) -> tuple[_Slot, ...]:
         """Each shard's endpoints, picker and counters, in the hasher's order: a request then
@@ -286,6 +328,7 @@ class Router:
                 del self._pickers[name]
         self._slots = self._slots_of(table)
         self._prefix = segment_prefix(table.pattern)
+        self._index = table.hasher.index
         return old
 
     def key(self, path: str) -> str:
@@ -302,11 +345,12 @@ class Router:
         name, endpoint = self.choose(key, exclude)
         return Route(key, name, endpoint)
 
+    @cython.locals(slot=_Slot)
     def choose(self, key: str, exclude: Collection[str] = ()) -> tuple[str, Endpoint | None]:
         """:meth:`route` for a key already found, without the :class:`Route` (the proxy's hot
         path): the shard's name and the endpoint chosen in it, counted the same way."""
-        slot = self._slots[self._table.hasher.index(key)]
-        endpoint = slot.picker.pick(slot.endpoints, key, exclude)
+        slot = self._slots[self._index(key)]
+        endpoint = slot.pick_from(slot.endpoints, key, exclude)
         if endpoint is None:
             slot.counters.unavailable += 1
         else:

@@ -198,6 +198,7 @@ log = logging.getLogger("shoal.dataplane.proxy")  # the driver's own logger
 cdef enum:
     BUFSIZE = 65536
     MAXEVENTS = 256
+    POLL_ROUNDS = 4
 
 # What a connection is.
 cdef enum:
@@ -524,18 +525,31 @@ cdef class Engine:
         if n <= 0:
             return
         cdef double now = shoal_now()
+        cdef int rounds = 0
         try:
-            for i in range(n):
-                conn = <_Conn>self.ptrs[i]
-                ev = self.evs[i]
-                if conn.fd < 0:
-                    continue  # closed or handed over earlier in this batch
-                if conn.kind == K_CLIENT:
-                    self._client_event(<_Client>conn, ev, now)
-                elif conn.kind == K_UPSTREAM:
-                    self._upstream_event(<_Upstream>conn, ev, now)
-                else:
-                    self._accept(<_Listener>conn, now)
+            while True:
+                for i in range(n):
+                    conn = <_Conn>self.ptrs[i]
+                    ev = self.evs[i]
+                    if conn.fd < 0:
+                        continue  # closed or handed over earlier in this batch
+                    if conn.kind == K_CLIENT:
+                        self._client_event(<_Client>conn, ev, now)
+                    elif conn.kind == K_UPSTREAM:
+                        self._upstream_event(<_Upstream>conn, ev, now)
+                    else:
+                        self._accept(<_Listener>conn, now)
+                # What became ready while this batch ran (an upstream's answer to a request just
+                # sent, often) is taken now rather than after a trip through the asyncio loop;
+                # a few rounds at most, so the loop's own work is never held back for long.
+                rounds += 1
+                if rounds >= POLL_ROUNDS or self.ep < 0:
+                    break
+                self._collect()
+                n = shoal_wait(self.ep, self.ptrs, self.evs, MAXEVENTS)
+                if n <= 0:
+                    break
+                now = shoal_now()
         finally:
             self._collect()
 

@@ -23,6 +23,7 @@ __all__ = [
     "compiled",
     "declare",
     "double",
+    "freelist",
     "int",
     "locals",
     "long",
@@ -62,6 +63,11 @@ def declare(kind: object, value: Any = None, *, visibility: str = "private") -> 
     """A C variable of type ``kind`` (here: just ``value``); in a class body, a C field
     (``visibility="public"``: readable and writable from Python code too)."""
     return value
+
+
+def freelist(size: int) -> Callable[[_T], _T]:
+    """Keep up to ``size`` freed instances of an extension type for reuse (a decorator)."""
+    return lambda cls: cls
 
 
 def locals(**types: object) -> Callable[[_T], _T]:  # Cython's own name

@@ -162,6 +162,7 @@ class Histogram:
         self.count += 1
 
 
+@cython.freelist(256)  # one per request in flight: reused, not allocated, when compiled
 @cython.cclass
 class RequestPick:
     """The pick of one request, with what its route state needs to finish it.

@@ -180,8 +180,12 @@ class _Hooks:
     def __init__(self, proxy: Proxy, loop: asyncio.AbstractEventLoop) -> None:
         self._proxy = proxy
         self._loop = loop
-        self.time: Callable[[], float] = loop.time
-        """The loop's clock: its own method, so no Python frame per call (the hot path)."""
+        self.time: Callable[[], float] = time.monotonic
+        """The loop's clock, read twice per request: ``time.monotonic`` is asyncio's own
+        ``loop.time()``, and uvloop's is the same monotonic clock kept in whole milliseconds
+        behind it (never ahead), so a deadline read here and given to ``call_at`` fires no
+        earlier than it says; it costs a third of uvloop's ``loop.time()`` and keeps the
+        latency histograms finer than a millisecond."""
         self.timers: set[asyncio.TimerHandle] = set()
 
     def call_soon(self, callback: Callable[[], None]) -> None:

@@ -106,6 +106,22 @@ def dead_address() -> Address:
 GET = b"GET /%s HTTP/1.1\r\nHost: app\r\n\r\n"
 
 
+class Held:
+    """A backend handler that says when a request arrived and answers ``body`` once released."""
+
+    def __init__(self, body: bytes) -> None:
+        self.body = body
+        self.arrived = asyncio.Event()
+        self.release = asyncio.Event()
+
+    async def __call__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_head(reader)
+        self.arrived.set()
+        await self.release.wait()
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(self.body) + self.body)
+        await writer.drain()
+
+
 async def test_plain_connections_run_on_the_compiled_loop(implementation: str) -> None:
     expected = "compiled-loop" if implementation == "compiled" else "asyncio"
     async with Backend(echo_handler) as backend:
@@ -270,27 +286,18 @@ async def test_idle_clients_are_closed_after_the_keepalive_timeout(implementatio
 async def test_shutdown_lets_the_exchange_in_flight_finish_with_connection_close(
     implementation: str,
 ) -> None:
-    arrived = asyncio.Event()
-    release = asyncio.Event()
-
-    async def held(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await read_head(reader)
-        arrived.set()
-        await release.wait()
-        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\ndone")
-        await writer.drain()
-
+    held = Held(b"done")
     async with Backend(held) as backend:
         dispatcher = Recording([backend.address])
         proxy = ProxyServer(dispatcher, ProxySettings(implementation=implementation))
         await proxy.start("127.0.0.1", 0)
         async with client(proxy) as (r, w):
             w.write(GET % b"held")
-            await asyncio.wait_for(arrived.wait(), WAIT)
+            await asyncio.wait_for(held.arrived.wait(), WAIT)
             async with asyncio.TaskGroup() as group:
                 shutting = group.create_task(proxy.shutdown(deadline=WAIT))
                 await until(lambda: proxy.draining)
-                release.set()
+                held.release.set()
                 start, headers, _ = await read_head(r)
                 assert start == b"HTTP/1.1 200 OK"
                 assert headers[b"connection"] == b"close"
@@ -338,23 +345,14 @@ async def test_a_large_body_streams_through_whole(implementation: str) -> None:
 
 
 async def test_a_client_gone_mid_exchange_ends_its_pick_once(implementation: str) -> None:
-    arrived = asyncio.Event()
-    release = asyncio.Event()
-
-    async def held(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await read_head(reader)
-        arrived.set()
-        await release.wait()
-        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
-        await writer.drain()
-
+    held = Held(b"ok")
     async with Backend(held) as backend:
         dispatcher = Recording([backend.address])
         async with serving(dispatcher, implementation) as proxy:
             async with client(proxy) as (_, w):
                 w.write(GET % b"gone")
-                await asyncio.wait_for(arrived.wait(), WAIT)
-            release.set()
+                await asyncio.wait_for(held.arrived.wait(), WAIT)
+            held.release.set()
             await until(lambda: len(dispatcher.ended) == 1)
             await until(lambda: proxy.active_connections == 0)
     assert len(dispatcher.ended) == 1

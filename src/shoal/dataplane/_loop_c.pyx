@@ -471,7 +471,7 @@ cdef class Engine:
         cdef _Conn conn
         for conn in list(self.conns):
             if conn.kind == K_CLIENT and (<_Client>conn).state != C_GONE:
-                self._abort_client(<_Client>conn, 0)
+                self._close_client(<_Client>conn, True)
         self._collect()
 
     def close(self):
@@ -610,7 +610,7 @@ cdef class Engine:
 
     cdef void _client_event(self, _Client c, unsigned int ev, double now) except *:
         if ev & EPOLLERR:
-            self._abort_client(c, 0)
+            self._close_client(c, True)
             return
         if ev & (EPOLLIN | EPOLLRDHUP | EPOLLHUP):
             c.readable = True
@@ -842,7 +842,7 @@ cdef class Engine:
                 continue
             # C_STREAM: the rest of a Content-Length body, as it comes.
             if n <= 0:
-                self._abort_client(c, c.status)  # cut short: the client must not take it whole
+                self._close_client(c, True)  # cut short: the client must not take it whole
                 return
             c.last = now
             m = n
@@ -868,7 +868,7 @@ cdef class Engine:
         if n == size:
             return True
         if n < 0 and errno != EAGAIN:
-            self._abort_client(c, c.status)
+            self._close_client(c, True)
             return False
         c.out = out[n if n > 0 else 0 :]
         return True
@@ -883,7 +883,7 @@ cdef class Engine:
         if n == size:
             return True
         if n < 0 and errno != EAGAIN:
-            self._abort_client(c, c.status)
+            self._close_client(c, True)
             return False
         if n < 0:
             n = 0
@@ -904,7 +904,7 @@ cdef class Engine:
         if n < 0:
             if errno == EAGAIN or errno == EINTR:
                 return False
-            self._abort_client(c, c.status)
+            self._close_client(c, True)
             return False
         c.out = out[n:]
         return False
@@ -988,7 +988,9 @@ cdef class Engine:
             close(up.fd)
         self._forget(up)
 
-    cdef void _close_client(self, _Client c) except *:
+    cdef void _close_client(self, _Client c, bint abort=False) except *:
+        """Close the client connection (``abort``: cut it, a broken exchange or a client gone);
+        its upstream connection, if any, is closed and its pick ended."""
         if c.state == C_GONE:
             return
         if c.up is not None:
@@ -996,20 +998,10 @@ cdef class Engine:
             c.up = None
         self._end_pick(c, c.status if c.started else 0)
         c.state = C_GONE
-        close(c.fd)
-        self.clients -= 1
-        self._forget(c)
-
-    cdef void _abort_client(self, _Client c, int status) except *:
-        """Cut the client connection (a broken exchange, or a client gone)."""
-        if c.state == C_GONE:
-            return
-        if c.up is not None:
-            self._close_upstream(c.up)
-            c.up = None
-        self._end_pick(c, c.status if c.started else 0)
-        c.state = C_GONE
-        shoal_abort(c.fd)
+        if abort:
+            shoal_abort(c.fd)
+        else:
+            close(c.fd)
         self.clients -= 1
         self._forget(c)
 
@@ -1124,7 +1116,7 @@ cdef class Engine:
                     since = c.since if c.since > c.last else c.last
                     if now - since >= self.upstream_timeout:
                         if c.started:
-                            self._abort_client(c, c.status)
+                            self._close_client(c, True)
                         else:
                             self._local(c, 504, "the upstream did not answer in time")
         finally:

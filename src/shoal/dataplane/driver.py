@@ -680,18 +680,8 @@ class _ClientProtocol:
             self.data_received(data)
             return
         # The request was taken whole and its pick begun: as _start left it.
-        self._set_phase(_EXCHANGE, self._loop.time())
-        self._request = request
-        self._status = 0
+        self._open_exchange(request, self._loop.time())
         self._request_done = True
-        self._response_started = self._response_done = False
-        self._keep_alive = request.keep_alive and not self._server.draining
-        self._fast_down = (
-            self._fast
-            and request.http_version == b"1.1"
-            and request.method != b"HEAD"
-            and request.upgrade is None
-        )
         self._hold = True
         self._pick = pick
         self._up_framer = None
@@ -861,12 +851,10 @@ class _ClientProtocol:
             self._upstream.write(data)
 
     @cython.cfunc
-    def _start(
-        self, request: Request, data: bytes | None = None, end: int = 0, now: float = -1.0
-    ) -> None:
-        """Begin an exchange for ``request``; with ``data``, the fast path took the whole request
-        from it (head up to ``end``, then the whole body)."""
-        self._set_phase(_EXCHANGE, self._loop.time() if now < 0 else now)
+    def _open_exchange(self, request: Request, now: float) -> None:
+        """The state every exchange starts from (``_start``, and ``_resume`` for one the
+        compiled loop began)."""
+        self._set_phase(_EXCHANGE, now)
         self._request = request
         self._status = 0
         self._request_done = self._response_started = self._response_done = False
@@ -877,6 +865,14 @@ class _ClientProtocol:
             and request.method != b"HEAD"
             and request.upgrade is None
         )
+
+    @cython.cfunc
+    def _start(
+        self, request: Request, data: bytes | None = None, end: int = 0, now: float = -1.0
+    ) -> None:
+        """Begin an exchange for ``request``; with ``data``, the fast path took the whole request
+        from it (head up to ``end``, then the whole body)."""
+        self._open_exchange(request, self._loop.time() if now < 0 else now)
         admit = self._server.admit
         if admit is not None:
             try:

@@ -832,7 +832,7 @@ cdef class Engine:
                 c.status = status
                 c.started = True
                 up.keep = up.keep and upstream_keep
-                if not self._write_client(c, <bytes>out, PyBytes_GET_SIZE(out)):
+                if not self._write_client(c, PyBytes_AS_STRING(out), PyBytes_GET_SIZE(out)):
                     return
                 if rest == 0:
                     self._finish(c, now)
@@ -850,7 +850,7 @@ cdef class Engine:
                 m = <Py_ssize_t>c.remaining
                 up.keep = False  # bytes beyond the body: not a connection to reuse
             c.remaining -= m
-            if not self._write_raw(c, m):
+            if not self._write_client(c, self.buf, m):
                 return
             if c.remaining == 0:
                 self._finish(c, now)
@@ -858,26 +858,12 @@ cdef class Engine:
 
     # --- writing to clients ---
 
-    cdef bint _write_client(self, _Client c, bytes out, Py_ssize_t size) except -1:
-        """Send ``out``; keep what the socket did not take. False: the client is gone."""
+    cdef bint _write_client(self, _Client c, const char* p, Py_ssize_t size) except -1:
+        """Send ``size`` bytes at ``p``; keep a copy of what the socket did not take. False: the
+        client is gone."""
         cdef Py_ssize_t n
         while True:
-            n = shoal_send(c.fd, PyBytes_AS_STRING(out), size)
-            if n >= 0 or errno != EINTR:
-                break
-        if n == size:
-            return True
-        if n < 0 and errno != EAGAIN:
-            self._close_client(c, True)
-            return False
-        c.out = out[n if n > 0 else 0 :]
-        return True
-
-    cdef bint _write_raw(self, _Client c, Py_ssize_t size) except -1:
-        """Send the first ``size`` bytes of the read buffer (a body piece)."""
-        cdef Py_ssize_t n
-        while True:
-            n = shoal_send(c.fd, self.buf, size)
+            n = shoal_send(c.fd, p, size)
             if n >= 0 or errno != EINTR:
                 break
         if n == size:
@@ -887,7 +873,7 @@ cdef class Engine:
             return False
         if n < 0:
             n = 0
-        c.out = PyBytes_FromStringAndSize(self.buf + n, size - n)
+        c.out = PyBytes_FromStringAndSize(p + n, size - n)
         return True
 
     cdef bint _flush_client(self, _Client c) except -1:
@@ -1016,7 +1002,7 @@ cdef class Engine:
         self._end_pick(c, status)
         c.started = True
         c.status = status
-        if self._write_client(c, out, PyBytes_GET_SIZE(out)):
+        if self._write_client(c, PyBytes_AS_STRING(out), PyBytes_GET_SIZE(out)):
             if c.out is None:
                 self._close_client(c)
             else:

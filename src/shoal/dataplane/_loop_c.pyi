@@ -5,11 +5,6 @@ import socket
 from collections.abc import Collection
 from typing import Any
 
-STAGE_REQUEST: int
-STAGE_SEND: int
-STAGE_CONNECT_FAILED: int
-STAGE_SENT: int
-
 class Engine:
     clients: int
     opened: int

@@ -44,6 +44,12 @@ from libc.stdlib cimport free, malloc
 from libc.string cimport strerror
 
 from shoal.dataplane._fastpath_c import forwarding_tail, scan_request, scan_response
+from shoal.dataplane.driver import (  # how an exchange is handed over (ProxyServer.adopt)
+    ADOPT_CONNECT_FAILED,
+    ADOPT_REQUEST,
+    ADOPT_SEND,
+    ADOPT_SENT,
+)
 from shoal.dataplane.proxy import error_response
 
 cdef extern from *:
@@ -220,13 +226,7 @@ cdef enum:
     U_BUSY = 2
     U_GONE = 3
 
-# How an exchange is handed over (ProxyServer.adopt's ``stage``).
-STAGE_REQUEST = 0
-STAGE_SEND = 1
-STAGE_CONNECT_FAILED = 2
-STAGE_SENT = 3
 
-_RETRYABLE = frozenset({b"GET", b"HEAD", b"OPTIONS", b"TRACE", b"PUT", b"DELETE"})
 
 
 cdef class _IdleStack
@@ -332,7 +332,6 @@ cdef class Engine:
     cdef int ep
     cdef object server
     cdef object loop
-    cdef object dispatcher
     cdef object begin
     cdef object end
     """The dispatcher's bound methods (no lookup by name per request)."""
@@ -383,9 +382,8 @@ cdef class Engine:
 
     def __init__(self, server, sockets, settings, pool):
         self.server = server
-        self.dispatcher = server.dispatcher
-        self.begin = self.dispatcher.begin
-        self.end = self.dispatcher.end
+        self.begin = server.dispatcher.begin
+        self.end = server.dispatcher.end
         self.limits = settings.limits
         self.pool = pool
         self.live = None
@@ -675,7 +673,7 @@ cdef class Engine:
         c.state = C_WAIT
         c.since = now
         if pick.queued:
-            self._handover_exchange(c, STAGE_SEND)
+            self._handover_exchange(c, ADOPT_SEND)
             return
         self._send_request(c, pick.address, now)
 
@@ -688,7 +686,7 @@ cdef class Engine:
                 target = self.hosts[address] = (str(address[0]).encode("utf-8"), int(address[1]))
             fd = shoal_connect(<bytes>target[0], <int>target[1])
             if fd == -2:
-                self._handover_exchange(c, STAGE_SEND)  # a name to resolve: the driver does
+                self._handover_exchange(c, ADOPT_SEND)  # a name to resolve: the driver does
                 return
             if fd < 0:
                 err = errno
@@ -745,7 +743,7 @@ cdef class Engine:
         if n == total:
             return
         if n < 0 and errno != EAGAIN:
-            self._handover_exchange(c, STAGE_SENT, None, True)  # closed under us: the driver retries
+            self._handover_exchange(c, ADOPT_SENT, None, True)  # closed under us: the driver retries
             return
         whole = c.head()
         up.pending = whole[n if n > 0 else 0 :]
@@ -760,11 +758,11 @@ cdef class Engine:
         elif errno != EAGAIN and errno != EINTR:
             up.pending = None
             if up.owner is not None:
-                self._handover_exchange(up.owner, STAGE_SENT, None, True)
+                self._handover_exchange(up.owner, ADOPT_SENT, None, True)
 
     cdef void _connect_failed(self, _Client c, int err, bint timeout) except *:
         c.up = None
-        self._handover_exchange(c, STAGE_CONNECT_FAILED, None, False, timeout, strerror(err).decode())
+        self._handover_exchange(c, ADOPT_CONNECT_FAILED, None, False, timeout, strerror(err).decode())
 
     cdef void _upstream_event(self, _Upstream up, unsigned int ev, double now) except *:
         cdef int err
@@ -818,14 +816,14 @@ cdef class Engine:
                     # Closed before answering (or answering before taking the whole request):
                     # the driver retries, or answers 502, as for its own connections.
                     data = PyBytes_FromStringAndSize(self.buf, n) if n > 0 else None
-                    self._handover_exchange(c, STAGE_SENT, data, n <= 0)
+                    self._handover_exchange(c, ADOPT_SENT, data, n <= 0)
                     return
                 c.last = now
                 data = PyBytes_FromStringAndSize(self.buf, n)
                 keep = c.keep and not self.draining
                 scanned = scan_response(data, keep)
                 if scanned is None:
-                    self._handover_exchange(c, STAGE_SENT, data, False)
+                    self._handover_exchange(c, ADOPT_SENT, data, False)
                     return
                 status, out, rest, upstream_keep = scanned
                 c.keep = keep
@@ -1022,7 +1020,7 @@ cdef class Engine:
         c.state = C_GONE
         self.clients -= 1
         fd = self._release_fd(c)
-        self.server.adopt(fd, STAGE_REQUEST, data)
+        self.server.adopt(fd, ADOPT_REQUEST, data)
 
     cdef void _handover_exchange(
         self, _Client c, int stage, object data=None, bint lost=False, bint timeout=False,
@@ -1096,7 +1094,7 @@ cdef class Engine:
                         c.up = None
                         self._close_upstream(up)
                         self._handover_exchange(
-                            c, STAGE_CONNECT_FAILED, None, False, True, "timed out"
+                            c, ADOPT_CONNECT_FAILED, None, False, True, "timed out"
                         )
                 elif c.state == C_WAIT or c.state == C_STREAM:
                     since = c.since if c.since > c.last else c.last

@@ -1400,7 +1400,7 @@ class _ClientProtocol:
 
 # --- the server ---------------------------------------------------------------------------------
 
-# How the compiled loop hands a connection over (``_loop_c``'s STAGE_* values).
+# How the compiled loop (``_loop_c``) hands a connection over: ``ProxyServer.adopt``'s stage.
 ADOPT_REQUEST: Final = 0
 """Between requests: the bytes read so far are fed to the parser."""
 ADOPT_SEND: Final = 1

@@ -149,6 +149,28 @@ def test_shards_route_a_key_to_one_shard_and_count(impl: ModuleType) -> None:
     assert (state.router.counters[name].routed, state.router.counters[name].failed) == (4, 1)
 
 
+def test_hash_inside_shards_keeps_a_key_on_one_replica(impl: ModuleType) -> None:
+    """Sharded, with ``hash`` among each shard's replicas: a key stays on one replica of its
+    shard, while other keys of that shard spread over its replicas."""
+    config = RouteConfig(
+        name="users",
+        policy="hash",
+        shard_regexp="/users/([^/]+)",
+        shards=tuple(
+            ShardConfig(f"s{i}", tuple(BackendConfig(f"10.0.{i}.{r}:80") for r in range(4)))
+            for i in range(2)
+        ),
+    )
+    dispatcher = impl.ListenerDispatcher([impl.RouteState("l", config, FakeHooks())])
+    replicas: dict[str, set[str]] = {}
+    for user in ("ann", "ann", "bo", "bo", *(f"u{i}" for i in range(40))):
+        pick = picked(dispatcher.begin(head(f"/users/{user}/x?y=1"), "1.1.1.1"))
+        replicas.setdefault(user, set()).add(f"{pick.shard} {pick.address}")
+        dispatcher.end(pick, 200)
+    assert len(replicas["ann"]) == len(replicas["bo"]) == 1
+    assert len(set().union(*replicas.values())) == 8
+
+
 def test_retry_goes_to_another_endpoint_and_is_bounded_by_the_budget(impl: ModuleType) -> None:
     hooks = FakeHooks()
     state = impl.RouteState("l", route("10.0.0.1:80", "10.0.0.2:80", "10.0.0.3:80"), hooks)

@@ -112,6 +112,22 @@ class TestStability:
         hasher = make_hasher(algorithm, shards, settings=SMALL)
         assert hasher.shards[hasher.index(key)] == hasher.lookup(key)
 
+    @given(
+        algorithm=st.sampled_from(ALGORITHMS),
+        shards=shard_sets,
+        key=keys,
+        weighted=st.booleans(),
+    )
+    def test_by_hash_is_by_key(
+        self, algorithm: str, shards: list[str], key: Key, weighted: bool
+    ) -> None:
+        """``lookup_hash``/``index_of_hash`` of a key's hash answer as ``lookup``/``index``."""
+        weights = [1 + i % 3 for i in range(len(shards))] if weighted else None
+        hasher = make_hasher(algorithm, shards, weights, settings=SMALL)
+        hashed = key_hash(key)
+        assert hasher.lookup_hash(hashed) == hasher.lookup(key)
+        assert hasher.index_of_hash(hashed) == hasher.index(key)
+
     def test_maglev_table_of_many_shards(self) -> None:
         """Past 256 shards the owners no longer fit a byte; lookups and the table still agree."""
         names = [f"s-{i}" for i in range(300)]
@@ -121,6 +137,7 @@ class TestStability:
         for key in KEYS[:500]:
             assert hasher.lookup(key) == table[key_hash(key) % len(table)]
             assert names[hasher.index(key)] == hasher.lookup(key)
+            assert hasher.index_of_hash(key_hash(key)) == hasher.index(key)
 
     @given(algorithm=st.sampled_from(ALGORITHMS), shards=shard_sets, key=keys)
     def test_candidates_start_with_the_owner(

@@ -11,11 +11,13 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from shoal.dataplane.balancing import Endpoint
-from shoal.dataplane.hashing import HashingSettings
+from shoal.dataplane.hashing import HashingSettings, key_hash
 from shoal.dataplane.routing import (
     Router,
     RoutingSettings,
     RoutingTable,
+    request_path,
+    segment_hash,
     segment_key,
     segment_prefix,
     shard_key,
@@ -28,7 +30,15 @@ from .implementations import IMPLEMENTATIONS, names_from
 def implementation(request: pytest.FixtureRequest) -> Iterator[str]:
     """Every test here runs on the pure source and on its compiled build (module-scoped, so
     Hypothesis's tests can share it)."""
-    names = ["Router", "RoutingTable", "segment_key", "segment_prefix", "shard_key"]
+    names = [
+        "Router",
+        "RoutingTable",
+        "request_path",
+        "segment_hash",
+        "segment_key",
+        "segment_prefix",
+        "shard_key",
+    ]
     with names_from(globals(), "routing", names, request.param):
         yield request.param
 
@@ -86,6 +96,69 @@ class TestSegmentKey:
             assert router.key(path) == shard_key(router.table.pattern, path)
 
 
+# Request targets as they arrive (bytes), made of the pieces that matter to the key's hash.
+tricky_targets = st.lists(
+    st.sampled_from(
+        [
+            b"/",
+            b"/users/",
+            b"/users",
+            b"u",
+            b"a",
+            b"?",
+            b"?x=/users/b",
+            b"\xe9",
+            b"http://h",
+            b"%2F",
+        ]
+    ),
+    max_size=8,
+).map(b"".join)
+
+
+class TestSegmentHash:
+    """The hash of the shard key read in place from the target's bytes (compiled: in C) is the
+    hash of the key the string path gives, or -1 where the bytes would not be the same."""
+
+    @staticmethod
+    def expected(target: bytes, prefix: bytes) -> int:
+        if target[:1] != b"/":
+            return -1
+        key = segment_key(prefix.decode(), request_path(target))
+        return key_hash(key) if key.isascii() else -1
+
+    @given(target=tricky_targets | st.binary(max_size=30))
+    def test_users_prefix(self, target: bytes) -> None:
+        assert segment_hash(target, b"/users/") == self.expected(target, b"/users/")
+
+    @given(
+        prefix=st.binary(min_size=1, max_size=3).filter(lambda b: b.isascii()),
+        target=st.lists(st.sampled_from([b"/", b"a", b"b", b"?", b"\x80"]), max_size=12).map(
+            b"".join
+        ),
+    )
+    def test_any_prefix(self, prefix: bytes, target: bytes) -> None:
+        assert segment_hash(target, prefix) == self.expected(target, prefix)
+
+    def test_known_values(self) -> None:
+        """The key, not the path, is hashed; the query and other segments do not count."""
+        alice = key_hash("alice")
+        assert segment_hash(b"/users/alice", b"/users/") == alice
+        assert segment_hash(b"/users/alice/photos?x=/users/bob", b"/users/") == alice
+        assert segment_hash(b"/a/users//users/alice/", b"/users/") == alice
+        assert segment_hash(b"/nobody/here?q=1", b"/users/") == key_hash("/nobody/here")
+        assert segment_hash(b"/users/al\xe9", b"/users/") == -1  # UTF-8 of the Latin-1 text
+        assert segment_hash(b"http://h/users/alice", b"/users/") == -1  # absolute form
+
+    @given(target=tricky_targets)
+    def test_router_target_hash_is_the_keys_hash(self, target: bytes) -> None:
+        """Whatever the regexp and the target's form, ``target_hash`` is the key's hash."""
+        for source in ("/users/([^/]+)", "/users/(.*)", None):
+            settings = RoutingSettings(shard_regexp=source, hashing=FAST.hashing)
+            router = Router(RoutingTable.build(shards(3), settings=settings))
+            assert router.target_hash(target) == key_hash(router.key(request_path(target)))
+
+
 class TestShardKey:
     @given(user=segments, rest=st.text(max_size=20))
     def test_first_group_is_the_key(self, user: str, rest: str) -> None:
@@ -140,6 +213,40 @@ class TestRouter:
         assert again.endpoint is None
         counters = router.counters[first.shard]
         assert (counters.routed, counters.unavailable, counters.failed) == (1, 1, 1)
+
+    @given(users=st.lists(segments, min_size=1, max_size=30))
+    def test_choose_hash_is_choose(self, users: list[str]) -> None:
+        """Choosing by the key's hash is choosing by the key: same shards, endpoints, counters
+        (Maglev read in place, and the other hashers through ``index_of_hash``)."""
+        for algorithm in ("maglev", "ring", "rendezvous"):
+            settings = RoutingSettings(
+                shard_regexp="/users/([^/]+)", hashing=HashingSettings(algorithm, 1009)
+            )
+            table = RoutingTable.build(shards(4, replicas=2), settings=settings)
+            by_key, by_hash = Router(table), Router(table)
+            for user in users:
+                assert by_hash.choose_hash(key_hash(user), None) == by_key.choose(user)
+            assert by_hash.counters == by_key.counters
+
+    def test_one_endpoint_shards(self) -> None:
+        """A round-robin shard of one endpoint is answered without its picker, the same way:
+        the endpoint, or none (counted unavailable) when it is excluded."""
+        router = Router(RoutingTable.build(shards(2), settings=FAST))
+        name, endpoint = router.choose("erin")
+        assert endpoint is not None
+        assert router.choose("erin", {"elsewhere:1"}) == (name, endpoint)
+        assert router.choose("erin", {endpoint.address}) == (name, None)
+        counters = router.counters[name]
+        assert (counters.routed, counters.unavailable) == (2, 1)
+
+    def test_hash_policy_inside_shards_reads_the_key(self) -> None:
+        """With ``hash`` among a shard's replicas the router says it needs the key, and the
+        same key always reaches the same replica."""
+        router = Router(RoutingTable.build(shards(2, replicas=4), settings=FAST), policy="hash")
+        assert router.keyed
+        assert not Router(RoutingTable.build(shards(2), settings=FAST)).keyed
+        picks = {router.choose_hash(key_hash("frank"), "frank")[1] for _ in range(5)}
+        assert len(picks) == 1
 
     def test_swap_is_atomic_and_keeps_endpoint_state(self) -> None:
         """A swap replaces the table in one step; surviving endpoints keep their counts."""

@@ -10,4 +10,4 @@ from shoal.dataplane._health_c import (
     RetryBudget,
 )
 from shoal.dataplane._balancing_c import make_picker
-from shoal.dataplane._routing_c import Router, RoutingTable, shard_key
+from shoal.dataplane._routing_c import Router, RoutingTable, request_path, shard_key

@@ -65,7 +65,13 @@ from shoal.dataplane.health import (
     Transition,
 )
 from shoal.dataplane.http1 import Request
-from shoal.dataplane.routing import Router, RoutingSettings, RoutingTable, shard_key
+from shoal.dataplane.routing import (
+    Router,
+    RoutingSettings,
+    RoutingTable,
+    request_path,
+    shard_key,
+)
 
 __all__ = [
     "LATENCY_BUCKETS",
@@ -551,12 +557,15 @@ class RouteState:
         router = shared.router
         pick_from = shared.pick_from
         rejected = 0
+        shard_hash = -1
         shard_key_of: str | None = None
         while True:
             if router is not None:
-                if shard_key_of is None:  # the same key for every endpoint tried
-                    shard_key_of = router.key(_path(request.target))
-                shard, endpoint = router.choose(shard_key_of, exclude)
+                if shard_hash < 0:  # the same key for every endpoint tried
+                    shard_hash = router.target_hash(request.target)
+                    if router.keyed:
+                        shard_key_of = router.key(request_path(request.target))
+                shard, endpoint = router.choose_hash(shard_hash, shard_key_of, exclude)
             else:
                 assert pick_from is not None
                 key = self._key(request, pick.peer) if self._hash_source else None
@@ -596,7 +605,7 @@ class RouteState:
         if source == "client-address":
             return peer
         if source == "path":
-            path = _path(request.target)
+            path = request_path(request.target)
             return path if self._key_pattern is None else shard_key(self._key_pattern, path)
         name = self._key_name if source == "header" else b"cookie"
         for field, value in request.headers:
@@ -745,20 +754,6 @@ def _groups(config: RouteConfig) -> Iterable[tuple[str, Iterable[BackendConfig]]
         yield "", config.backends
 
 
-@cython.cfunc
-def _path(target: bytes) -> str:
-    """The path of a request target, without the query (origin or absolute form)."""
-    if target[:1] != b"/":
-        scheme = target.find(b"://")
-        if scheme >= 0:
-            slash = target.find(b"/", scheme + 3)
-            target = target[slash:] if slash >= 0 else b"/"
-    query = target.find(b"?")
-    if query >= 0:
-        target = target[:query]
-    return target.decode("latin-1")
-
-
 def _cookie(header: bytes, name: bytes) -> bytes | None:
     for part in header.split(b";"):
         key, sep, value = part.strip().partition(b"=")
@@ -785,7 +780,8 @@ class ListenerDispatcher(Dispatcher):
         route: RouteState
         for route in self.routes:
             if target.startswith(route.prefix) or (
-                target[:1] != b"/" and _path(target).encode("latin-1").startswith(route.prefix)
+                target[:1] != b"/"
+                and request_path(target).encode("latin-1").startswith(route.prefix)
             ):
                 # A RequestPick is a Pick in shape (see there), not by inheritance.
                 return route.begin(request, peer)  # type: ignore[return-value]

@@ -155,8 +155,17 @@ class Hasher(ABC):
         """The shard that owns ``key``."""
 
     def index(self, key: Key) -> int:
-        """The position in :attr:`shards` of :meth:`lookup`'s answer (the router's hot path)."""
-        return self._shards.index(self.lookup(key))
+        """The position in :attr:`shards` of :meth:`lookup`'s answer."""
+        return self.index_of_hash(key_hash(key))
+
+    def index_of_hash(self, hashed: int) -> int:
+        """:meth:`index` of a key whose :func:`key_hash` is ``hashed`` (the router's hot path:
+        the proxy hashes the key's bytes where they lie in the request, never making a string)."""
+        return self._shards.index(self.lookup_hash(hashed))
+
+    @abstractmethod
+    def lookup_hash(self, hashed: int) -> str:
+        """:meth:`lookup` of a key whose :func:`key_hash` is ``hashed``."""
 
     @abstractmethod
     def candidates(self, key: Key) -> Iterator[str]:
@@ -220,6 +229,12 @@ class MaglevHasher(Hasher):
                     return bytes(owner) if n <= 256 else array.array("I", owner)
 
     @property
+    def owners(self) -> "bytes | array.array[int]":
+        """The owner of every slot as a position in :attr:`shards` (one byte each up to 256
+        shards): ``index_of_hash(h)`` is ``owners[h % len(owners)]``."""
+        return self._owners
+
+    @property
     def table(self) -> tuple[str, ...]:
         """The owner of every slot; a key goes to ``table[key_hash(key) % len(table)]``."""
         if self._table is None:  # built on demand: the lookups read the compact owners
@@ -232,8 +247,14 @@ class MaglevHasher(Hasher):
             self._owners[zlib.crc32(key.encode() if isinstance(key, str) else key) % self._size]
         ]
 
+    def lookup_hash(self, hashed: int) -> str:
+        return self._shards[self._owners[hashed % self._size]]
+
     def index(self, key: Key) -> int:
         return self._owners[zlib.crc32(key.encode() if isinstance(key, str) else key) % self._size]
+
+    def index_of_hash(self, hashed: int) -> int:
+        return self._owners[hashed % self._size]
 
     def candidates(self, key: Key) -> Iterator[str]:
         # Walk the table forward from the key's slot: owners are interleaved pseudo-randomly,
@@ -275,7 +296,9 @@ class RendezvousHasher(Hasher):
         self._uniform = len(set(self._weights)) == 1
 
     def _scores(self, key: Key) -> Iterator[tuple[float, str]]:
-        h = key_hash(key)
+        return self._scores_of_hash(key_hash(key))
+
+    def _scores_of_hash(self, h: int) -> Iterator[tuple[float, str]]:
         h = h | (h << 32)
         if self._uniform:
             for seed, name, _ in self._seeded:
@@ -287,10 +310,12 @@ class RendezvousHasher(Hasher):
                 yield -weight / math.log(u), name
 
     def lookup(self, key: Key) -> str:
+        return self.lookup_hash(key_hash(key))
+
+    def lookup_hash(self, hashed: int) -> str:
         if self._uniform:
             # The hot path: integer scores, no floats, no generator.
-            h = key_hash(key)
-            h = h | (h << 32)
+            h = hashed | (hashed << 32)
             best_score = -1
             best = ""
             for seed, name, _ in self._seeded:
@@ -301,7 +326,7 @@ class RendezvousHasher(Hasher):
                 if x > best_score:
                     best_score, best = x, name
             return best
-        return max(self._scores(key))[1]
+        return max(self._scores_of_hash(hashed))[1]
 
     def candidates(self, key: Key) -> Iterator[str]:
         for _, name in sorted(self._scores(key), reverse=True):
@@ -340,7 +365,10 @@ class RingHasher(Hasher):
         self._owners = tuple(name for _, name in placed)
 
     def lookup(self, key: Key) -> str:
-        index = bisect.bisect_left(self._points, key_hash(key))
+        return self.lookup_hash(key_hash(key))
+
+    def lookup_hash(self, hashed: int) -> str:
+        index = bisect.bisect_left(self._points, hashed)
         return self._owners[index if index < len(self._owners) else 0]
 
     def candidates(self, key: Key) -> Iterator[str]:

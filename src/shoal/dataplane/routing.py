@@ -29,13 +29,14 @@ across swaps.
 
 import random
 import re
+import zlib
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Final
 
 from shoal.dataplane.balancing import Endpoint, Picker, make_picker
-from shoal.dataplane.hashing import Hasher, HashingSettings, make_hasher
+from shoal.dataplane.hashing import Hasher, HashingSettings, MaglevHasher, key_hash, make_hasher
 
 if TYPE_CHECKING:
     from shoal import _cyshim as cython
@@ -52,6 +53,8 @@ __all__ = [
     "RoutingTable",
     "Shard",
     "ShardCounters",
+    "request_path",
+    "segment_hash",
     "segment_key",
     "segment_prefix",
     "shard_key",
@@ -68,6 +71,20 @@ class RoutingSettings:
     """How keys map to shards."""
     policy: str = "round-robin"
     """How a shard's replicas share its requests (a name from ``balancing.POLICIES``)."""
+
+
+@cython.ccall  # compiled: a C call from the router, still a Python function
+def request_path(target: bytes) -> str:
+    """The path of a request target, without the query (origin or absolute form)."""
+    if target[:1] != b"/":
+        scheme = target.find(b"://")
+        if scheme >= 0:
+            slash = target.find(b"/", scheme + 3)
+            target = target[slash:] if slash >= 0 else b"/"
+    query = target.find(b"?")
+    if query >= 0:
+        target = target[:query]
+    return target.decode("latin-1")
 
 
 @cython.ccall  # compiled: a C call from the router, still a Python function
@@ -122,6 +139,35 @@ def segment_key(prefix: str, path: str) -> str:
             return path[start:end]
         at = path.find(prefix, at + 1)
     return path
+
+
+def segment_hash(target: bytes, prefix: bytes) -> int:
+    """``key_hash(segment_key(prefix, request_path(target)))`` read in place from the request
+    target's bytes (no string made), or -1 when that cannot be done byte for byte: a target not
+    in origin form, or a key with a byte above 127 (the path's string is its Latin-1 decoding,
+    and the hash is of UTF-8).
+
+    The compiled build swaps in a C version (``shoal.dataplane._keyhash_c``), the same function.
+    """
+    if target[:1] != b"/":
+        return -1
+    end = target.find(b"?")
+    if end < 0:
+        end = len(target)
+    width = len(prefix)
+    start, stop = 0, end
+    at = target.find(prefix, 0, end)
+    while at >= 0:
+        first = at + width
+        slash = target.find(b"/", first, end)
+        if slash < 0:
+            slash = end
+        if slash > first:
+            start, stop = first, slash
+            break
+        at = target.find(prefix, at + 1, end)
+    key = target[start:stop]
+    return zlib.crc32(key) if key.isascii() else -1
 
 
 @dataclass(frozen=True, slots=True)
@@ -250,6 +296,9 @@ class _Slot:
     picker: Picker = cython.declare(object, visibility="public")
     pick_from: Callable[..., Endpoint | None] = cython.declare(object, visibility="public")
     """``picker.pick``, bound once."""
+    only: Endpoint | None = cython.declare(object, visibility="public")
+    """The one endpoint of a round-robin shard that has one: no picker to ask (its answer is
+    always that endpoint unless excluded, and it keeps no state then)."""
     counters: ShardCounters = cython.declare(ShardCounters, visibility="public")
 
     def __init__(
@@ -259,6 +308,7 @@ class _Slot:
         self.endpoints = endpoints
         self.picker = picker
         self.pick_from = picker.pick
+        self.only = endpoints[0] if len(endpoints) == 1 and picker.policy == "round-robin" else None
         self.counters = counters
 
 
@@ -277,8 +327,13 @@ class Router:
     _counters: dict[str, ShardCounters] = cython.declare(dict)
     _slots: tuple[_Slot, ...] = cython.declare(tuple)
     _prefix: str | None = cython.declare(object)
-    _index: Callable[[str], int] = cython.declare(object)
-    """The table's ``hasher.index``, bound once per table."""
+    _prefix_bytes: bytes | None = cython.declare(object)
+    _index_of_hash: Callable[[int], int] = cython.declare(object)
+    """The table's ``hasher.index_of_hash``, bound once per table."""
+    _owners: bytes | None = cython.declare(object)
+    """A Maglev table's owners when they are bytes: read here directly (no call per request)."""
+    keyed: bool = cython.declare(cython.bint, visibility="public")
+    """The shards' picker reads the key (``hash``): :meth:`choose_hash` needs it then."""
 
     def __init__(
         self,
@@ -287,14 +342,23 @@ class Router:
         policy: str = "round-robin",
         rng: random.Random | None = None,
     ) -> None:
-        self._table = table
         self._policy = policy
         self._rng = rng or random.Random()  # noqa: S311 -- load balancing, not cryptography
         self._pickers = {}
         self._counters = {name: ShardCounters() for name in table.shards}
+        self.keyed = policy == "hash"
+        self._use(table)
+
+    def _use(self, table: RoutingTable) -> None:
+        """Route by ``table`` from now on (what a request reads of it, found once)."""
+        self._table = table
         self._slots = self._slots_of(table)
-        self._prefix = segment_prefix(table.pattern)
-        self._index = table.hasher.index
+        self._prefix = prefix = segment_prefix(table.pattern)
+        self._prefix_bytes = None if prefix is None else prefix.encode("ascii")
+        hasher = table.hasher
+        self._index_of_hash = hasher.index_of_hash
+        owners = hasher.owners if isinstance(hasher, MaglevHasher) else None
+        self._owners = owners if isinstance(owners, bytes) else None
 
     def _slots_of(self, table: RoutingTable) -> tuple[_Slot, ...]:
         """Each shard's endpoints, picker and counters, in the hasher's order: a request then
@@ -320,15 +384,13 @@ class Router:
 
     def swap(self, table: RoutingTable) -> RoutingTable:
         """Install ``table`` for every later request; returns the table it replaced."""
-        old, self._table = self._table, table
+        old = self._table
         for name in table.shards:
             self._counters.setdefault(name, ShardCounters())
         for name in list(self._pickers):
             if name not in table.shards:
                 del self._pickers[name]
-        self._slots = self._slots_of(table)
-        self._prefix = segment_prefix(table.pattern)
-        self._index = table.hasher.index
+        self._use(table)
         return old
 
     def key(self, path: str) -> str:
@@ -345,12 +407,36 @@ class Router:
         name, endpoint = self.choose(key, exclude)
         return Route(key, name, endpoint)
 
-    @cython.locals(slot=_Slot)
+    def target_hash(self, target: bytes) -> int:
+        """``key_hash(self.key(request_path(target)))``: what :meth:`choose_hash` wants, read
+        from the target's bytes in place when the regexp is the usual ``prefix([^/]+)``."""
+        prefix = self._prefix_bytes
+        if prefix is not None:
+            hashed: int = segment_hash(target, prefix)
+            if hashed >= 0:
+                return hashed
+        return key_hash(self.key(request_path(target)))
+
     def choose(self, key: str, exclude: Collection[str] = ()) -> tuple[str, Endpoint | None]:
-        """:meth:`route` for a key already found, without the :class:`Route` (the proxy's hot
-        path): the shard's name and the endpoint chosen in it, counted the same way."""
-        slot = self._slots[self._index(key)]
-        endpoint = slot.pick_from(slot.endpoints, key, exclude)
+        """:meth:`route` for a key already found, without the :class:`Route`: the shard's name
+        and the endpoint chosen in it, counted the same way."""
+        return self.choose_hash(key_hash(key), key, exclude)
+
+    @cython.locals(slot=_Slot, owners=bytes, size=cython.long, hashed=cython.long)
+    def choose_hash(
+        self, hashed: int, key: str | None, exclude: Collection[str] = ()
+    ) -> tuple[str, Endpoint | None]:
+        """:meth:`choose` for a key whose :func:`~shoal.dataplane.hashing.key_hash` is ``hashed``
+        (the proxy's hot path, with :meth:`target_hash`); ``key`` only when :attr:`keyed`."""
+        owners = self._owners
+        if owners is not None:
+            size = len(owners)
+            slot = self._slots[owners[hashed % size]]
+        else:
+            slot = self._slots[self._index_of_hash(hashed)]
+        endpoint = slot.only
+        if endpoint is None or (exclude and endpoint.address in exclude):
+            endpoint = slot.pick_from(slot.endpoints, key, exclude)
         if endpoint is None:
             slot.counters.unavailable += 1
         else:

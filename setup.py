@@ -71,6 +71,7 @@ def _extensions() -> list[Extension]:
         cythonize(
             extensions,
             compiler_directives={"language_level": "3", "boundscheck": False, "wraparound": False},
+            include_path=[str(SRC)],  # a module's .pxd is found by its package path (cimport)
             quiet=True,
         )
     )

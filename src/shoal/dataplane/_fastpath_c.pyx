@@ -212,6 +212,17 @@ cdef long long _digits(const unsigned char* p, Py_ssize_t n) noexcept:
 
 def scan_request(bytes data, limits):
     """See :func:`shoal.dataplane.fastpath.scan_request` (the same result, compiled)."""
+    max_body = limits.max_body_size
+    return scan_request_within(
+        data, limits.max_head_size, limits.max_headers, -1 if max_body is None else max_body
+    )
+
+
+cdef object scan_request_within(
+    bytes data, Py_ssize_t max_head_size, Py_ssize_t max_headers, long long max_body
+):
+    """:func:`scan_request` with the limits as C numbers (``max_body`` -1: none); a C call for
+    the compiled event loop (``shoal.dataplane._loop_c`` cimports it, see the ``.pxd``)."""
     cdef const unsigned char* d = <const unsigned char*>PyBytes_AS_STRING(data)
     cdef Py_ssize_t n = PyBytes_GET_SIZE(data)
     cdef Py_ssize_t pos, target_start, target_end, fields_start, end, line, name_end = 0, value_end = 0
@@ -220,7 +231,6 @@ def scan_request(bytes data, limits):
     cdef long long length = -1
     cdef int kind
     cdef bytes method
-    cdef Py_ssize_t max_headers
     # The method and its space.
     if n < 16:
         return None
@@ -280,9 +290,8 @@ def scan_request(bytes data, limits):
             lengths += 1
             length_at = name_end + 2
             length_end = value_end
-    if end > limits.max_head_size:
+    if end > max_head_size:
         return None  # the general path decides (431)
-    max_headers = limits.max_headers
     if end > 16 + 6 * max_headers and nfields > max_headers:
         return None  # too many fields (431)
     # Exactly one Host and at most one Content-Length, and nothing else the proxy acts on.
@@ -292,8 +301,7 @@ def scan_request(bytes data, limits):
         length = _digits(d + length_at, length_end - length_at)
         if length < 0:
             return None
-        max_body = limits.max_body_size
-        if max_body is not None and length > max_body:
+        if max_body >= 0 and length > max_body:
             return None
     elif specials != 1 or host != 1:
         return None
@@ -317,6 +325,11 @@ def scan_request(bytes data, limits):
 
 def scan_response(bytes data, bint keep_alive):
     """See :func:`shoal.dataplane.fastpath.scan_response` (the same result, compiled)."""
+    return scan_response_c(data, keep_alive)
+
+
+cdef object scan_response_c(bytes data, bint keep_alive):
+    """:func:`scan_response` as a C call for the compiled event loop (see the ``.pxd``)."""
     cdef const unsigned char* d = <const unsigned char*>PyBytes_AS_STRING(data)
     cdef Py_ssize_t n = PyBytes_GET_SIZE(data)
     cdef Py_ssize_t pos, end, line, name_end = 0, value_end = 0, body, size, at

@@ -43,7 +43,8 @@ from libc.stdint cimport uint32_t
 from libc.stdlib cimport free, malloc
 from libc.string cimport strerror
 
-from shoal.dataplane._fastpath_c import forwarding_tail, scan_request, scan_response
+from shoal.dataplane._fastpath_c cimport scan_request_within, scan_response_c
+from shoal.dataplane._fastpath_c import forwarding_tail
 from shoal.dataplane.driver import (  # how an exchange is handed over (ProxyServer.adopt)
     ADOPT_CONNECT_FAILED,
     ADOPT_REQUEST,
@@ -335,7 +336,8 @@ cdef class Engine:
     cdef object begin
     cdef object end
     """The dispatcher's bound methods (no lookup by name per request)."""
-    cdef object limits
+    cdef Py_ssize_t max_head_size, max_headers
+    cdef long long max_body
     cdef object pool
     cdef object live
     """Addresses whose connections may be pooled (None: any), as the pool's ``retain`` says."""
@@ -384,7 +386,10 @@ cdef class Engine:
         self.server = server
         self.begin = server.dispatcher.begin
         self.end = server.dispatcher.end
-        self.limits = settings.limits
+        limits = settings.limits
+        self.max_head_size = limits.max_head_size
+        self.max_headers = limits.max_headers
+        self.max_body = -1 if limits.max_body_size is None else limits.max_body_size
         self.pool = pool
         self.live = None
         self.scheme = settings.forwarding.scheme
@@ -649,7 +654,7 @@ cdef class Engine:
             # no body; the only method the scanner takes that starts with H).
             self._handover_request(c, data)
             return
-        scanned = scan_request(data, self.limits)
+        scanned = scan_request_within(data, self.max_head_size, self.max_headers, self.max_body)
         if scanned is None:
             self._handover_request(c, data)
             return
@@ -821,7 +826,7 @@ cdef class Engine:
                 c.last = now
                 data = PyBytes_FromStringAndSize(self.buf, n)
                 keep = c.keep and not self.draining
-                scanned = scan_response(data, keep)
+                scanned = scan_response_c(data, keep)
                 if scanned is None:
                     self._handover_exchange(c, ADOPT_SENT, data, False)
                     return

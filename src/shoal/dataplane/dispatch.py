@@ -41,7 +41,6 @@ and timers, and the access log.
 """
 
 import bisect
-import itertools
 import logging
 import random
 import re
@@ -98,7 +97,6 @@ LATENCY_BUCKETS: Final = (
 )  # fmt: skip
 """Upper bounds (seconds) of the request latency histogram buckets."""
 
-_next_ticket = itertools.count(1).__next__
 # Enum members read per request, as globals (through their class: ~70 ns each).
 _QUEUE: Final = Admission.QUEUE
 _REJECT: Final = Admission.REJECT
@@ -201,6 +199,12 @@ class RequestPick:
     tried: frozenset[str] = cython.declare(frozenset, visibility="public")
 
     def __init__(self, route: "RouteState", request: Request, peer: str, started: float) -> None:
+        self._start(route, request, peer, started)
+
+    @cython.cfunc
+    def _start(self, route: "RouteState", request: Request, peer: str, started: float) -> None:
+        """What ``__init__`` does; :meth:`RouteState.begin` calls it on ``__new__``'s object
+        (compiled, that skips building an argument tuple for ``__init__``)."""
         self.address = ("", 0)
         self.state = None
         self.queued = False
@@ -227,6 +231,8 @@ class _Admission:
 
     limiter: PendingLimiter = cython.declare(object, visibility="public")
     waiters: dict[int, RequestPick] = cython.declare(dict, visibility="public")
+    issued: int = cython.declare(cython.long, visibility="public")
+    """The last ticket given to a request (tickets name the queued ones)."""
     admit: Callable[[str, int], Admission] = cython.declare(object, visibility="public")
     finish: Callable[[str], int | None] = cython.declare(object, visibility="public")
     """The limiter's bound methods, called once per request each (no lookup by name)."""
@@ -234,6 +240,7 @@ class _Admission:
     def __init__(self, limiter: PendingLimiter) -> None:
         self.limiter = limiter
         self.waiters = {}
+        self.issued = 0
         self.admit = limiter.admit
         self.finish = limiter.finish
 
@@ -539,9 +546,11 @@ class RouteState:
     # --- the request path ---
 
     @cython.ccall
+    @cython.locals(pick=RequestPick)
     def begin(self, request: Request, peer: str) -> RequestPick | None:
         shared = self._shared
-        pick = RequestPick(self, request, peer, self._time())
+        pick = RequestPick.__new__(RequestPick)
+        pick._start(self, request, peer, self._time())
         if not self._choose(pick, shared.excluded):
             shared.counters[1] += 1
             return None
@@ -574,7 +583,8 @@ class RouteState:
             if endpoint is None:
                 return False
             address = endpoint.address
-            ticket = _next_ticket()
+            admission.issued += 1
+            ticket = admission.issued
             decision = admission.admit(address, ticket)
             if decision is _REJECT:
                 # Full with a full queue: try the next endpoint (each one at most once).
@@ -775,6 +785,7 @@ class ListenerDispatcher(Dispatcher):
         """Route every later request by ``routes`` (one assignment: atomic for the loop)."""
         self.routes = tuple(sorted(routes, key=lambda r: len(r.prefix), reverse=True))
 
+    @cython.locals(target=bytes)
     def begin(self, request: Request, peer: str) -> Pick | None:
         target = request.target
         route: RouteState

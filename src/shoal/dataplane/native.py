@@ -27,7 +27,16 @@ __all__ = ["IMPLEMENTATIONS", "PURE_ENV", "compiled", "resolve"]
 
 _MODULES: Final = tuple(
     f"shoal.dataplane._{name}_c"
-    for name in ("fastpath", "health", "balancing", "hashing", "routing", "dispatch", "driver")
+    for name in (
+        "fastpath",
+        "health",
+        "balancing",
+        "hashing",
+        "keyhash",
+        "routing",
+        "dispatch",
+        "driver",
+    )
 )
 
 

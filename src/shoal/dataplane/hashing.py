@@ -6,6 +6,8 @@ Theory of operation
 A *hasher* is an immutable value built once from the shard names (and optional integer weights);
 ``lookup(key)`` then answers the owning shard, and ``candidates(key)`` the distinct shards in the
 key's order of preference (the first is ``lookup(key)``; bounded loads and retries walk on).
+Every algorithm starts from the key's :func:`key_hash`, so ``lookup_hash`` and ``index_of_hash``
+answer from that hash alone (the proxy computes it from the request's bytes in place).
 Every hash is stable across processes, machines and Python versions: keys are hashed with
 ``zlib.crc32`` and shard names with ``hashlib.blake2b``, never with ``hash()``.
 

@@ -17,6 +17,11 @@ Three steps, each pure:
 3. **Replica.** The shard's picker (:mod:`shoal.dataplane.balancing`, round robin by default)
    chooses among the shard's endpoints, skipping the addresses the driver excludes.
 
+The proxy takes steps 1 and 2 on the request target's bytes: :meth:`Router.target_hash` gives the
+key's hash (:func:`~shoal.dataplane.hashing.key_hash`), read in place for the usual
+``prefix([^/]+)`` regexp (:func:`segment_hash`), and :meth:`Router.choose_hash` goes from the hash
+to the shard and replica; the answers are those of the steps above, without making the strings.
+
 A :class:`RoutingTable` is an immutable value. To change shards, endpoints or the regexp, build a
 new table and hand it to :meth:`Router.swap`, which replaces one reference: a request routed
 before the swap finished with the old table, every later one sees the new one, and nothing is

@@ -13,13 +13,16 @@ from hypothesis import strategies as st
 from shoal.dataplane.balancing import Endpoint
 from shoal.dataplane.hashing import HashingSettings, key_hash
 from shoal.dataplane.routing import (
+    FORM_SEGMENT,
+    FORM_SEGMENT_THEN_SLASH,
+    FORM_TO_LAST_SLASH,
     Router,
     RoutingSettings,
     RoutingTable,
+    plain_form,
+    plain_hash,
+    plain_key,
     request_path,
-    segment_hash,
-    segment_key,
-    segment_prefix,
     shard_key,
 )
 
@@ -33,10 +36,10 @@ def implementation(request: pytest.FixtureRequest) -> Iterator[str]:
     names = [
         "Router",
         "RoutingTable",
+        "plain_form",
+        "plain_hash",
+        "plain_key",
         "request_path",
-        "segment_hash",
-        "segment_key",
-        "segment_prefix",
         "shard_key",
     ]
     with names_from(globals(), "routing", names, request.param):
@@ -51,46 +54,83 @@ def shards(count: int, replicas: int = 1) -> dict[str, list[str]]:
     return {f"shard-{s}": [f"10.0.{s}.{r}:8080" for r in range(replicas)] for s in range(count)}
 
 
-# Paths made of the characters that matter to ``prefix([^/]+)``: slashes, pieces of the prefix.
+# Paths made of the characters that matter to the usual regexps: slashes, pieces of the prefix,
+# a newline (``.`` stops there, ``[^/]`` does not).
 tricky_paths = st.lists(
     st.sampled_from(["/", "/users/", "/users", "users/", "u", "a", "-", "é", "\n", "//"]),
     max_size=8,
 ).map("".join)
 
+# The group each FORM_* stands for, after the prefix.
+FORMS = {
+    FORM_SEGMENT: "([^/]+)",
+    FORM_SEGMENT_THEN_SLASH: "([^/]+)/.*",
+    FORM_TO_LAST_SLASH: "(.*)/.*",
+}
+forms = st.sampled_from(sorted(FORMS))
 
-class TestSegmentKey:
-    """The router's regexp-free key for ``prefix([^/]+)`` gives exactly ``shard_key``'s answer."""
 
-    @given(path=tricky_paths | st.text(max_size=30))
-    def test_same_key_as_the_regexp(self, path: str) -> None:
-        pattern = re.compile("/users/([^/]+)")
-        prefix = segment_prefix(pattern)
-        assert prefix == "/users/"
-        assert segment_key(prefix, path) == shard_key(pattern, path)
+class TestPlainKey:
+    """The router's regexp-free key for the usual regexps gives exactly ``shard_key``'s answer."""
+
+    @given(path=tricky_paths | st.text(max_size=30), form=forms)
+    def test_same_key_as_the_regexp(self, path: str, form: int) -> None:
+        pattern = re.compile("/users/" + FORMS[form])
+        assert plain_form(pattern) == ("/users/", form)
+        assert plain_key("/users/", form, path) == shard_key(pattern, path)
 
     @given(
         prefix=st.text(alphabet="ab/_-", min_size=1, max_size=4),
-        path=st.text(alphabet="ab/_-x", max_size=16),
+        path=st.text(alphabet="ab/_-x\n", max_size=16),
+        form=forms,
     )
-    def test_any_plain_prefix(self, prefix: str, path: str) -> None:
-        pattern = re.compile(prefix + "([^/]+)")
-        assert segment_prefix(pattern) == prefix
-        assert segment_key(prefix, path) == shard_key(pattern, path)
+    def test_any_plain_prefix(self, prefix: str, path: str, form: int) -> None:
+        pattern = re.compile(prefix + FORMS[form])
+        assert plain_form(pattern) == (prefix, form)
+        assert plain_key(prefix, form, path) == shard_key(pattern, path)
+
+    def test_the_talks_regexp(self) -> None:
+        """``/users/(.*)/.*`` is greedy: the key runs to the last ``/`` (of the line)."""
+        pattern = re.compile("/users/(.*)/.*")
+        assert plain_form(pattern) == ("/users/", FORM_TO_LAST_SLASH)
+        for path, key in [
+            ("/users/alice/photos/1", "alice/photos"),
+            ("/users/alice/", "alice"),
+            ("/users//x", ""),
+            ("/users/alice", "/users/alice"),
+            ("/users/al\nice/x", "/users/al\nice/x"),
+        ]:
+            assert plain_key("/users/", FORM_TO_LAST_SLASH, path) == shard_key(pattern, path) == key
 
     @pytest.mark.parametrize(
         "source",
-        ["([^/]+)", "/users/(.+)", "/users/([^/]+)/", "/u.ers/([^/]+)", "(?i)/users/([^/]+)"],
+        [
+            "([^/]+)",
+            "/users/(.+)",
+            "/users/([^/]+)/",
+            "/users/(.*)",
+            "/users/(.*)/.+",
+            "/u.ers/([^/]+)",
+            "(?i)/users/([^/]+)",
+            "/users/([^/]+)(.*)/.*",
+        ],
     )
     def test_other_regexps_keep_the_regexp(self, source: str) -> None:
-        """Anything but a plain prefix and ``([^/]+)`` is searched with the regexp itself."""
-        assert segment_prefix(re.compile(source)) is None
+        """Anything but a plain prefix and one of the three groups is searched as a regexp."""
+        assert plain_form(re.compile(source)) is None
 
     def test_no_regexp(self) -> None:
-        assert segment_prefix(None) is None
+        assert plain_form(None) is None
 
     @given(path=tricky_paths)
     def test_router_key_is_shard_key(self, path: str) -> None:
-        for source in ("/users/([^/]+)", "/users/(.*)", None):
+        for source in (
+            "/users/([^/]+)",
+            "/users/([^/]+)/.*",
+            "/users/(.*)/.*",
+            "/users/(.*)",
+            None,
+        ):
             settings = RoutingSettings(shard_regexp=source, hashing=FAST.hashing)
             router = Router(RoutingTable.build(shards(3), settings=settings))
             assert router.key(path) == shard_key(router.table.pattern, path)
@@ -108,6 +148,7 @@ tricky_targets = st.lists(
             b"?",
             b"?x=/users/b",
             b"\xe9",
+            b"\n",
             b"http://h",
             b"%2F",
         ]
@@ -116,44 +157,50 @@ tricky_targets = st.lists(
 ).map(b"".join)
 
 
-class TestSegmentHash:
+class TestPlainHash:
     """The hash of the shard key read in place from the target's bytes (compiled: in C) is the
-    hash of the key the string path gives, or -1 where the bytes would not be the same."""
+    hash of the key the regexp finds in the path, or -1 where the bytes would not be the same."""
 
     @staticmethod
-    def expected(target: bytes, prefix: bytes) -> int:
+    def expected(target: bytes, prefix: bytes, form: int) -> int:
         if target[:1] != b"/":
             return -1
-        key = segment_key(prefix.decode(), request_path(target))
+        key = shard_key(re.compile(prefix.decode() + FORMS[form]), request_path(target))
         return key_hash(key) if key.isascii() else -1
 
-    @given(target=tricky_targets | st.binary(max_size=30))
-    def test_users_prefix(self, target: bytes) -> None:
-        assert segment_hash(target, b"/users/") == self.expected(target, b"/users/")
+    @given(target=tricky_targets | st.binary(max_size=30), form=forms)
+    def test_users_prefix(self, target: bytes, form: int) -> None:
+        assert plain_hash(target, b"/users/", form) == self.expected(target, b"/users/", form)
 
     @given(
-        prefix=st.binary(min_size=1, max_size=3).filter(lambda b: b.isascii()),
-        target=st.lists(st.sampled_from([b"/", b"a", b"b", b"?", b"\x80"]), max_size=12).map(
+        prefix=st.text(alphabet="ab/_-", min_size=1, max_size=3).map(str.encode),
+        target=st.lists(st.sampled_from([b"/", b"a", b"b", b"?", b"\n", b"\x80"]), max_size=12).map(
             b"".join
         ),
+        form=forms,
     )
-    def test_any_prefix(self, prefix: bytes, target: bytes) -> None:
-        assert segment_hash(target, prefix) == self.expected(target, prefix)
+    def test_any_prefix(self, prefix: bytes, target: bytes, form: int) -> None:
+        assert plain_hash(target, prefix, form) == self.expected(target, prefix, form)
 
     def test_known_values(self) -> None:
         """The key, not the path, is hashed; the query and other segments do not count."""
         alice = key_hash("alice")
-        assert segment_hash(b"/users/alice", b"/users/") == alice
-        assert segment_hash(b"/users/alice/photos?x=/users/bob", b"/users/") == alice
-        assert segment_hash(b"/a/users//users/alice/", b"/users/") == alice
-        assert segment_hash(b"/nobody/here?q=1", b"/users/") == key_hash("/nobody/here")
-        assert segment_hash(b"/users/al\xe9", b"/users/") == -1  # UTF-8 of the Latin-1 text
-        assert segment_hash(b"http://h/users/alice", b"/users/") == -1  # absolute form
+        segment = FORM_SEGMENT
+        assert plain_hash(b"/users/alice", b"/users/", segment) == alice
+        assert plain_hash(b"/users/alice/photos?x=/users/bob", b"/users/", segment) == alice
+        assert plain_hash(b"/a/users//users/alice/", b"/users/", segment) == alice
+        assert plain_hash(b"/nobody/here?q=1", b"/users/", segment) == key_hash("/nobody/here")
+        assert plain_hash(b"/users/alice/photos/1", b"/users/", FORM_TO_LAST_SLASH) == key_hash(
+            "alice/photos"
+        )
+        assert plain_hash(b"/users/al\xe9", b"/users/", segment) == -1  # UTF-8 of Latin-1 text
+        assert plain_hash(b"http://h/users/alice", b"/users/", segment) == -1  # absolute form
+        assert plain_hash(b"/users/alice", b"", segment) == -1  # no prefix
 
     @given(target=tricky_targets)
     def test_router_target_hash_is_the_keys_hash(self, target: bytes) -> None:
         """Whatever the regexp and the target's form, ``target_hash`` is the key's hash."""
-        for source in ("/users/([^/]+)", "/users/(.*)", None):
+        for source in ("/users/([^/]+)", "/users/(.*)/.*", "/users/(.*)", None):
             settings = RoutingSettings(shard_regexp=source, hashing=FAST.hashing)
             router = Router(RoutingTable.build(shards(3), settings=settings))
             assert router.target_hash(target) == key_hash(router.key(request_path(target)))

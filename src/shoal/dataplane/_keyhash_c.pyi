@@ -1,2 +1,2 @@
-# The compiled twin of routing.segment_hash (same result).
-from shoal.dataplane.routing import segment_hash as segment_hash
+# The compiled twin of routing.plain_hash (same result).
+from shoal.dataplane.routing import plain_hash as plain_hash

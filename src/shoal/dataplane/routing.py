@@ -19,7 +19,7 @@ Three steps, each pure:
 
 The proxy takes steps 1 and 2 on the request target's bytes: :meth:`Router.target_hash` gives the
 key's hash (:func:`~shoal.dataplane.hashing.key_hash`), read in place for the usual
-``prefix([^/]+)`` regexp (:func:`segment_hash`), and :meth:`Router.choose_hash` goes from the hash
+regexps (:func:`plain_form`, :func:`plain_hash`), and :meth:`Router.choose_hash` goes from the hash
 to the shard and replica; the answers are those of the steps above, without making the strings.
 
 A :class:`RoutingTable` is an immutable value. To change shards, endpoints or the regexp, build a
@@ -34,7 +34,6 @@ across swaps.
 
 import random
 import re
-import zlib
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -52,16 +51,19 @@ else:
         from shoal import _cyshim as cython
 
 __all__ = [
+    "FORM_SEGMENT",
+    "FORM_SEGMENT_THEN_SLASH",
+    "FORM_TO_LAST_SLASH",
     "Route",
     "Router",
     "RoutingSettings",
     "RoutingTable",
     "Shard",
     "ShardCounters",
+    "plain_form",
+    "plain_hash",
+    "plain_key",
     "request_path",
-    "segment_hash",
-    "segment_key",
-    "segment_prefix",
     "shard_key",
 ]
 
@@ -106,73 +108,81 @@ def shard_key(pattern: re.Pattern[str] | None, path: str) -> str:
     return path if key is None else key
 
 
-_SEGMENT_GROUP: Final = "([^/]+)"
+FORM_SEGMENT: Final = 0
+"""``P([^/]+)``: the path segment right after ``P``."""
+FORM_SEGMENT_THEN_SLASH: Final = 1
+"""``P([^/]+)/.*``: the path segment right after ``P``, when a ``/`` follows it."""
+FORM_TO_LAST_SLASH: Final = 2
+"""``P(.*)/.*`` (the talk's ``/users/(.*)/.*``): all after ``P`` up to the last ``/`` of its line."""
+_FORMS: Final = (
+    ("([^/]+)/.*", FORM_SEGMENT_THEN_SLASH),
+    ("(.*)/.*", FORM_TO_LAST_SLASH),
+    ("([^/]+)", FORM_SEGMENT),
+)
 _PLAIN = re.compile(r"[A-Za-z0-9/_-]+")
 
 
-def segment_prefix(pattern: re.Pattern[str] | None) -> str | None:
-    """``P`` when ``pattern`` is exactly ``P([^/]+)`` with ``P`` plain text (letters, digits,
-    ``/``, ``_``, ``-``) and no flags beyond the default, else None.
+def plain_form(pattern: re.Pattern[str] | None) -> tuple[str, int] | None:
+    """``(P, form)`` when ``pattern`` is exactly ``P`` followed by one of the three usual key
+    groups (``FORM_*``), with ``P`` plain text (letters, digits, ``/``, ``_``, ``-``) and no
+    flags beyond the default; else None.
 
-    That is the usual shard regexp (``/users/([^/]+)``), and :func:`segment_key` finds its key
-    with two ``str.find`` calls instead of a regular-expression search, giving the same answer.
+    Those are the shard regexps people write (``/users/([^/]+)``, ``/users/([^/]+)/.*``, the
+    talk's ``/users/(.*)/.*``), and :func:`plain_key` finds their key with ``str.find`` instead
+    of a regular-expression search, giving the same answer.
     """
     if pattern is None or pattern.flags != re.UNICODE:
         return None
     source = pattern.pattern
-    prefix = source[: -len(_SEGMENT_GROUP)]
-    if not source.endswith(_SEGMENT_GROUP) or not _PLAIN.fullmatch(prefix):
-        return None
-    return prefix
+    for group, form in _FORMS:
+        if source.endswith(group):
+            prefix = source[: -len(group)]
+            return (prefix, form) if _PLAIN.fullmatch(prefix) else None
+    return None
 
 
 @cython.ccall  # compiled: a C call from the router, still a Python function
-def segment_key(prefix: str, path: str) -> str:
-    """:func:`shard_key` for the pattern ``prefix([^/]+)`` (see :func:`segment_prefix`).
+def plain_key(prefix: str, form: int, path: str) -> str:
+    """:func:`shard_key` for the pattern ``prefix`` + the group of ``form`` (see
+    :func:`plain_form`).
 
-    ``re.search`` finds the leftmost position where the prefix is followed by at least one
-    character other than ``/``, and the group takes every such character after it; so does this.
+    ``re.search`` takes the leftmost position where the prefix matches and the rest can follow:
+    for ``([^/]+)``, at least one character other than ``/`` (the group takes them all); for
+    ``([^/]+)/.*``, the same run and then a ``/``; for ``(.*)/.*``, a ``/`` before the line's end
+    (``.`` stops at a newline; the greedy group runs to the last such ``/``). So does this.
     """
     width = len(prefix)
     at = path.find(prefix)
     while at >= 0:
         start = at + width
-        end = path.find("/", start)
-        if end < 0:
-            end = len(path)
-        if end > start:
-            return path[start:end]
+        if form == FORM_TO_LAST_SLASH:
+            line_end = path.find("\n", start)
+            end = path.rfind("/", start, len(path) if line_end < 0 else line_end)
+            if end >= 0:
+                return path[start:end]
+        else:
+            end = path.find("/", start)
+            if end < 0:
+                if form == FORM_SEGMENT and len(path) > start:
+                    return path[start:]
+            elif end > start:
+                return path[start:end]
         at = path.find(prefix, at + 1)
     return path
 
 
-def segment_hash(target: bytes, prefix: bytes) -> int:
-    """``key_hash(segment_key(prefix, request_path(target)))`` read in place from the request
-    target's bytes (no string made), or -1 when that cannot be done byte for byte: a target not
-    in origin form, or a key with a byte above 127 (the path's string is its Latin-1 decoding,
-    and the hash is of UTF-8).
+def plain_hash(target: bytes, prefix: bytes, form: int) -> int:
+    """``key_hash(plain_key(prefix, form, request_path(target)))``, or -1 where the compiled
+    build cannot read it in place byte for byte: a target not in origin form, an empty prefix
+    (:func:`plain_form` never gives one), or a key with a byte above 127 (the path's string is its Latin-1 decoding, and the hash is of UTF-8).
 
-    The compiled build swaps in a C version (``shoal.dataplane._keyhash_c``), the same function.
+    The compiled build swaps in a C version (``shoal.dataplane._keyhash_c``) that reads the key's
+    hash from the target's bytes where they lie (no string made); this is its definition.
     """
-    if target[:1] != b"/":
+    if target[:1] != b"/" or not prefix:
         return -1
-    end = target.find(b"?")
-    if end < 0:
-        end = len(target)
-    width = len(prefix)
-    start, stop = 0, end
-    at = target.find(prefix, 0, end)
-    while at >= 0:
-        first = at + width
-        slash = target.find(b"/", first, end)
-        if slash < 0:
-            slash = end
-        if slash > first:
-            start, stop = first, slash
-            break
-        at = target.find(prefix, at + 1, end)
-    key = target[start:stop]
-    return zlib.crc32(key) if key.isascii() else -1
+    key = plain_key(prefix.decode("ascii"), form, request_path(target))
+    return key_hash(key) if key.isascii() else -1
 
 
 @dataclass(frozen=True, slots=True)
@@ -332,7 +342,9 @@ class Router:
     _counters: dict[str, ShardCounters] = cython.declare(dict)
     _slots: tuple[_Slot, ...] = cython.declare(tuple)
     _prefix: str | None = cython.declare(object)
+    """The regexp's plain prefix when it has one of the usual forms (:func:`plain_form`)."""
     _prefix_bytes: bytes | None = cython.declare(object)
+    _form: int = cython.declare(cython.int)
     _index_of_hash: Callable[[int], int] = cython.declare(object)
     """The table's ``hasher.index_of_hash``, bound once per table."""
     _owners: bytes | None = cython.declare(object)
@@ -358,8 +370,9 @@ class Router:
         """Route by ``table`` from now on (what a request reads of it, found once)."""
         self._table = table
         self._slots = self._slots_of(table)
-        self._prefix = prefix = segment_prefix(table.pattern)
-        self._prefix_bytes = None if prefix is None else prefix.encode("ascii")
+        plain = plain_form(table.pattern)
+        self._prefix, self._form = (None, FORM_SEGMENT) if plain is None else plain
+        self._prefix_bytes = None if plain is None else plain[0].encode("ascii")
         hasher = table.hasher
         self._index_of_hash = hasher.index_of_hash
         owners = hasher.owners if isinstance(hasher, MaglevHasher) else None
@@ -400,10 +413,10 @@ class Router:
 
     def key(self, path: str) -> str:
         """The shard key of ``path`` under the current table (:func:`shard_key`, faster for the
-        usual ``prefix([^/]+)`` regexp)."""
+        usual regexps: :func:`plain_form`)."""
         prefix = self._prefix
         if prefix is not None:
-            return segment_key(prefix, path)
+            return plain_key(prefix, self._form, path)
         return shard_key(self._table.pattern, path)
 
     def route(self, path: str, exclude: Collection[str] = ()) -> Route:
@@ -414,10 +427,10 @@ class Router:
 
     def target_hash(self, target: bytes) -> int:
         """``key_hash(self.key(request_path(target)))``: what :meth:`choose_hash` wants, read
-        from the target's bytes in place when the regexp is the usual ``prefix([^/]+)``."""
+        from the target's bytes in place when the regexp has one of the usual forms."""
         prefix = self._prefix_bytes
         if prefix is not None:
-            hashed: int = segment_hash(target, prefix)
+            hashed: int = plain_hash(target, prefix, self._form)
             if hashed >= 0:
                 return hashed
         return key_hash(self.key(request_path(target)))

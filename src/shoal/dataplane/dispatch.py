@@ -90,6 +90,13 @@ else:
     except ImportError:  # no Cython: the decorators and declarations below mean nothing then
         from shoal import _cyshim as cython
 
+if not cython.compiled:
+    # The compiled build cimports the health machines' extension types under these names (see
+    # _dispatch_c.pyx): fields so typed make their per-request methods C calls.
+    _CPendingLimiter = PendingLimiter
+    _COutlierDetector = OutlierDetector
+    _CRetryBudget = RetryBudget
+
 log = logging.getLogger("shoal.dataplane.proxy")
 
 LATENCY_BUCKETS: Final = (
@@ -229,20 +236,16 @@ class RequestPick:
 class _Admission:
     """A route's pending limiter and the picks queued on it."""
 
-    limiter: PendingLimiter = cython.declare(object, visibility="public")
+    limiter: PendingLimiter = cython.declare(_CPendingLimiter, visibility="public")
+    """Compiled, its ``admit`` and ``finish`` (once per request each) are C calls."""
     waiters: dict[int, RequestPick] = cython.declare(dict, visibility="public")
     issued: int = cython.declare(cython.long, visibility="public")
     """The last ticket given to a request (tickets name the queued ones)."""
-    admit: Callable[[str, int], Admission] = cython.declare(object, visibility="public")
-    finish: Callable[[str], int | None] = cython.declare(object, visibility="public")
-    """The limiter's bound methods, called once per request each (no lookup by name)."""
 
     def __init__(self, limiter: PendingLimiter) -> None:
         self.limiter = limiter
         self.waiters = {}
         self.issued = 0
-        self.admit = limiter.admit
-        self.finish = limiter.finish
 
 
 @cython.cclass
@@ -251,8 +254,9 @@ class _Shared:
 
     config: RouteConfig = cython.declare(object, visibility="public")
     active: ActiveHealth | None = cython.declare(object, visibility="public")
-    outlier: OutlierDetector = cython.declare(object, visibility="public")
-    budget: RetryBudget = cython.declare(object, visibility="public")
+    outlier: OutlierDetector = cython.declare(_COutlierDetector, visibility="public")
+    budget: RetryBudget = cython.declare(_CRetryBudget, visibility="public")
+    """Compiled, their per-request methods (``record``, ``request_started``, ...) are C calls."""
     admission: _Admission = cython.declare(_Admission, visibility="public")
     router: Router | None = cython.declare(object, visibility="public")
     picker: Picker | None = cython.declare(object, visibility="public")
@@ -262,13 +266,8 @@ class _Shared:
     counters: list[int] = cython.declare(list, visibility="public")
     """Retries granted and requests that found no endpoint (one list, shared across swaps)."""
     excluded: frozenset[str] = cython.declare(frozenset, visibility="public")
-    record: Callable[[str, Outcome, float], list[OutlierEvent]] = cython.declare(
-        object, visibility="public"
-    )
-    started: Callable[[], None] = cython.declare(object, visibility="public")
-    finished: Callable[[], None] = cython.declare(object, visibility="public")
     pick_from: Callable[..., Endpoint | None] | None = cython.declare(object, visibility="public")
-    """The outlier detector's, the retry budget's and the picker's per-request bound methods."""
+    """The picker's ``pick``, bound once (no lookup by name per request)."""
 
     def __init__(
         self,
@@ -296,9 +295,6 @@ class _Shared:
         self.latency = latency
         self.counters = counters
         self.excluded = frozenset()
-        self.record = outlier.record
-        self.started = budget.request_started
-        self.finished = budget.request_finished
         self.pick_from = None if picker is None else picker.pick
 
 
@@ -554,10 +550,11 @@ class RouteState:
         if not self._choose(pick, shared.excluded):
             shared.counters[1] += 1
             return None
-        shared.started()
+        shared.budget.request_started()
         return pick
 
     @cython.cfunc
+    @cython.locals(shared=_Shared, admission=_Admission)
     def _choose(self, pick: RequestPick, exclude: frozenset[str]) -> bool:
         """Point ``pick`` at an endpoint outside ``exclude`` and admit it; False if none is left."""
         shared = self._shared
@@ -585,7 +582,7 @@ class RouteState:
             address = endpoint.address
             admission.issued += 1
             ticket = admission.issued
-            decision = admission.admit(address, ticket)
+            decision = admission.limiter.admit(address, ticket)
             if decision is _REJECT:
                 # Full with a full queue: try the next endpoint (each one at most once).
                 rejected += 1
@@ -628,6 +625,7 @@ class RouteState:
         return None
 
     @cython.cfunc
+    @cython.locals(admission=_Admission, chooser="RouteState")
     def _close(self, pick: RequestPick, outcome: Outcome | None, now: float) -> None:
         """End the current attempt of ``pick``: free its slot, feed the outcome to ejection."""
         if not pick.open:
@@ -644,7 +642,7 @@ class RouteState:
             admission.limiter.cancel(address, pick.ticket)
             return
         endpoint.in_flight -= 1
-        ticket = admission.finish(address)
+        ticket = admission.limiter.finish(address)
         if ticket is not None:
             waiter = admission.waiters.pop(ticket, None)
             if waiter is not None and waiter.queued:
@@ -656,7 +654,7 @@ class RouteState:
                     self._hooks.call_soon(ready)
         if outcome is not None:
             chooser = pick.chooser
-            events = chooser._shared.record(address, outcome, now)
+            events = chooser._shared.outlier.record(address, outcome, now)
             if events:
                 chooser._outlier_events(events)
 
@@ -736,7 +734,7 @@ class RouteState:
                 outcome = _SUCCESS
             self._close(pick, outcome, now)
         shared = self._shared
-        shared.finished()
+        shared.budget.request_finished()
         if pick.retrying:
             pick.retrying = False
             shared.budget.retry_finished()

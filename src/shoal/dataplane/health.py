@@ -289,17 +289,19 @@ OutlierEvent = Ejected | EjectionRefused | Readmitted
 
 
 # The per-request state below is made of extension types when compiled (see
-# shoal.dataplane.native): C fields read without a lookup by name.
+# shoal.dataplane.native): C fields read without a lookup by name, declared in _health_c.pxd
+# (the annotations here are the same fields, for the pure build and type checkers); the methods
+# marked ccall are C calls from the compiled dispatcher.
 
 
 @cython.cclass
 class _Watched:
-    failures: int = cython.declare(cython.long, visibility="public")
-    connect_errors: int = cython.declare(cython.long, visibility="public")
-    times: int = cython.declare(cython.long, visibility="public")
+    failures: int
+    connect_errors: int
+    times: int
     """The ejection multiplier."""
-    ejected_until: float | None = cython.declare(object, visibility="public")
-    calm_since: float = cython.declare(cython.double, visibility="public")
+    ejected_until: float | None
+    calm_since: float
     """When the multiplier last stepped down or the endpoint came back."""
 
     def __init__(self) -> None:
@@ -314,9 +316,9 @@ class _Watched:
 class OutlierDetector:
     """Passive ejection over a set of endpoints; see the module docstring."""
 
-    _settings: OutlierSettings = cython.declare(object, visibility="public")
-    _endpoints: dict[str, _Watched] = cython.declare(dict, visibility="public")
-    _out: int = cython.declare(cython.long, visibility="public")
+    _settings: OutlierSettings
+    _endpoints: dict[str, _Watched]
+    _out: int
 
     def __init__(self, settings: OutlierSettings | None = None) -> None:
         self._settings = settings or OutlierSettings()
@@ -380,6 +382,7 @@ class OutlierDetector:
         watched.failures = watched.connect_errors = 0
         watched.calm_since = at
 
+    @cython.ccall
     @cython.locals(found=_Watched, watched=_Watched)
     def record(self, address: str, outcome: Outcome, now: float) -> list[OutlierEvent]:
         """Take one request's outcome; readmissions due by ``now`` come first in the result."""
@@ -468,9 +471,9 @@ class RetryBudget:
     when :meth:`decide` says yes, :meth:`retry_finished` when the retry attempt ends.
     """
 
-    _settings: RetrySettings = cython.declare(object, visibility="public")
-    _active: int = cython.declare(cython.long, visibility="public")
-    _retrying: int = cython.declare(cython.long, visibility="public")
+    _settings: RetrySettings
+    _active: int
+    _retrying: int
 
     def __init__(self, settings: RetrySettings | None = None) -> None:
         self._settings = settings or RetrySettings()
@@ -485,9 +488,11 @@ class RetryBudget:
     def retrying(self) -> int:
         return self._retrying
 
+    @cython.ccall
     def request_started(self) -> None:
         self._active += 1
 
+    @cython.ccall
     def request_finished(self) -> None:
         if self._active <= 0:
             raise RuntimeError("request_finished without request_started")
@@ -562,8 +567,8 @@ class PendingSettings:
 
 @cython.cclass
 class _Slots:
-    in_flight: int = cython.declare(cython.long, visibility="public")
-    queue: deque[int] | None = cython.declare(object, visibility="public")
+    in_flight: int
+    queue: deque[int] | None
 
     def __init__(self) -> None:
         self.in_flight = 0
@@ -577,9 +582,9 @@ class PendingLimiter:
     Tickets are the driver's integers (one per request), returned when a queued request may go.
     """
 
-    _settings: PendingSettings = cython.declare(object, visibility="public")
-    _max_in_flight: int = cython.declare(cython.long, visibility="public")
-    _endpoints: dict[str, _Slots] = cython.declare(dict, visibility="public")
+    _settings: PendingSettings
+    _max_in_flight: int
+    _endpoints: dict[str, _Slots]
 
     def __init__(self, settings: PendingSettings | None = None) -> None:
         self._settings = settings or PendingSettings()
@@ -598,6 +603,7 @@ class PendingLimiter:
         slots = self._endpoints.get(address)
         return 0 if slots is None or slots.queue is None else len(slots.queue)
 
+    @cython.ccall
     @cython.locals(slots=_Slots)
     def admit(self, address: str, ticket: int) -> Admission:
         """Ask to send request ``ticket`` to ``address``."""
@@ -614,6 +620,7 @@ class PendingLimiter:
             return _QUEUE
         return _REJECT
 
+    @cython.ccall
     @cython.locals(slots=_Slots)
     def finish(self, address: str) -> int | None:
         """A request to ``address`` ended; the queued ticket that takes its slot, if any."""

@@ -25,7 +25,8 @@ Saturation: ``wrk -t1 -c50 -d10s --latency`` against each, the targets interleav
 round (so a burst of other work on the box hits all of them alike), 3 rounds; medians of req/s,
 p50 and p99, and the proxy process's CPU time per request (user + system, from ``/proc``).
 
-Open loop (``--open-loop``, on by default; ``--no-open-loop`` skips it): this file's own generator
+Open loop (``--open-loop``, on by default; ``--no-open-loop`` skips it; ``--no-saturation`` runs it
+alone, ``--open-seconds`` sets its length, for a longer A/B of latency): this file's own generator
 (``python bench/proxy.py --generator ...``, uvloop, 64 connections, no pipelining) sends 10k
 req/s on a fixed schedule. It wakes every millisecond (the event loop's timer resolution) and
 sends every request due by then, so arrivals come in bursts of about 10. A request's latency runs
@@ -455,6 +456,13 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--seconds", type=int, default=None, help="wrk duration per run")
     parser.add_argument("--open-loop", action=argparse.BooleanOptionalAction, default=True)
+    parser.add_argument(
+        "--saturation",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="the wrk rounds (--no-saturation: the open loop alone, for a longer A/B of latency)",
+    )
+    parser.add_argument("--open-seconds", type=float, default=None, help="open-loop duration")
     parser.add_argument("--rate", type=float, default=10_000.0, help="open-loop req/s")
     parser.add_argument("--only", nargs="*", choices=TARGETS, help="a subset of targets")
     parser.add_argument("--generator", nargs=4, metavar=("PORT", "RATE", "SECONDS", "CONNS"))
@@ -468,7 +476,7 @@ def main() -> int:
             print(f"{tool} is not installed: apt-get install -y nginx haproxy wrk", file=sys.stderr)
             return 2
     seconds = options.seconds or (2 if options.quick else 10)
-    open_seconds = 2.0 if options.quick else 8.0
+    open_seconds = options.open_seconds or (2.0 if options.quick else 8.0)
     open_rounds = 1 if options.quick else options.rounds
     names = options.only or list(TARGETS)
     results: dict[str, list[Sample]] = {name: [] for name in names}
@@ -486,7 +494,7 @@ def main() -> int:
                 for name in names:  # warm up: connections, pools, caches
                     wrk(targets[name].port, 1, None, script_for(name))
                 for round_ in range(options.rounds):
-                    for name in names:
+                    for name in names if options.saturation else ():
                         target = targets[name]
                         pid = target.proc.pid
                         sample = wrk(target.port, seconds, pid, script_for(name))
@@ -519,32 +527,11 @@ def main() -> int:
     return 0
 
 
-def report(
-    options: argparse.Namespace,
-    names: list[str],
-    results: dict[str, list[Sample]],
-    opens: dict[str, list[OpenSample]],
-    seconds: int,
-    open_seconds: float,
-    elapsed: float,
+def report_saturation(
+    names: list[str], med: dict[str, tuple[float, float, float, float, int]], peers: list[str]
 ) -> None:
-    now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
-    print(
-        f"\n{now}; Python {platform.python_version()}, {platform.machine()}, "
-        f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f}; "
-        f"{options.rounds} rounds, wrk -t1 -c50 -d{seconds}s; {elapsed:.0f} s in all\n"
-    )
-    med = {
-        n: (
-            median([s.rps for s in results[n]]),
-            median([s.p50 for s in results[n]]),
-            median([s.p99 for s in results[n]]),
-            median([s.cpu_us or 0.0 for s in results[n]]),
-            sum(s.errors for s in results[n]),
-        )
-        for n in names
-    }
-    peers = [p for p in PEERS if p in med]
+    """The wrk rounds' tables: the proxies side by side, then shard routing against round robin."""
+    peers = [p for p in peers if p in med]
     best = max(peers, key=lambda p: med[p][0]) if peers else None
     print(f"Saturation (medians); ratios to the best peer proxy ({best}):\n")
     print("| target | req/s | p50 ms | p99 ms | CPU µs/req | errors | req/s ratio | p99 ratio |")
@@ -574,6 +561,39 @@ def report(
                 f"| {n} | {rps:,.0f} | {p50:.3f} | {p99:.3f} | {cpu:.1f} | {errors} | "
                 f"{fmt_ratio(rps, base[0])} | {fmt_ratio(cpu, base[3])} |"
             )
+
+
+def report(
+    options: argparse.Namespace,
+    names: list[str],
+    results: dict[str, list[Sample]],
+    opens: dict[str, list[OpenSample]],
+    seconds: int,
+    open_seconds: float,
+    elapsed: float,
+) -> None:
+    now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    print(
+        f"\n{now}; Python {platform.python_version()}, {platform.machine()}, "
+        f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f}; "
+        f"{options.rounds} rounds, "
+        + (f"wrk -t1 -c50 -d{seconds}s" if options.saturation else "no wrk rounds")
+        + f"; {elapsed:.0f} s in all\n"
+    )
+    med = {
+        n: (
+            median([s.rps for s in results[n]]),
+            median([s.p50 for s in results[n]]),
+            median([s.p99 for s in results[n]]),
+            median([s.cpu_us or 0.0 for s in results[n]]),
+            sum(s.errors for s in results[n]),
+        )
+        for n in names
+        if results[n]
+    }
+    peers = [p for p in PEERS if p in names]
+    if med:
+        report_saturation(names, med, peers)
     names = [n for n in names if n not in SHARD_TARGETS]
     if not options.open_loop or not names:
         return

@@ -264,7 +264,7 @@ class TestRouter:
     @given(users=st.lists(segments, min_size=1, max_size=30))
     def test_choose_hash_is_choose(self, users: list[str]) -> None:
         """Choosing by the key's hash is choosing by the key: same shards, endpoints, counters
-        (Maglev read in place, and the other hashers through ``index_of_hash``)."""
+        (every hasher through ``index_of_hash``)."""
         for algorithm in ("maglev", "ring", "rendezvous"):
             settings = RoutingSettings(
                 shard_regexp="/users/([^/]+)", hashing=HashingSettings(algorithm, 1009)

@@ -231,12 +231,6 @@ class MaglevHasher(Hasher):
                     return bytes(owner) if n <= 256 else array.array("I", owner)
 
     @property
-    def owners(self) -> "bytes | array.array[int]":
-        """The owner of every slot as a position in :attr:`shards` (one byte each up to 256
-        shards): ``index_of_hash(h)`` is ``owners[h % len(owners)]``."""
-        return self._owners
-
-    @property
     def table(self) -> tuple[str, ...]:
         """The owner of every slot; a key goes to ``table[key_hash(key) % len(table)]``."""
         if self._table is None:  # built on demand: the lookups read the compact owners
@@ -251,9 +245,6 @@ class MaglevHasher(Hasher):
 
     def lookup_hash(self, hashed: int) -> str:
         return self._shards[self._owners[hashed % self._size]]
-
-    def index(self, key: Key) -> int:
-        return self._owners[zlib.crc32(key.encode() if isinstance(key, str) else key) % self._size]
 
     def index_of_hash(self, hashed: int) -> int:
         return self._owners[hashed % self._size]

@@ -40,7 +40,7 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Final
 
 from shoal.dataplane.balancing import Endpoint, Picker, make_picker
-from shoal.dataplane.hashing import Hasher, HashingSettings, MaglevHasher, key_hash, make_hasher
+from shoal.dataplane.hashing import Hasher, HashingSettings, key_hash, make_hasher
 
 if TYPE_CHECKING:
     from shoal import _cyshim as cython
@@ -347,8 +347,6 @@ class Router:
     _form: int = cython.declare(cython.int)
     _index_of_hash: Callable[[int], int] = cython.declare(object)
     """The table's ``hasher.index_of_hash``, bound once per table."""
-    _owners: bytes | None = cython.declare(object)
-    """A Maglev table's owners when they are bytes: read here directly (no call per request)."""
     keyed: bool = cython.declare(cython.bint, visibility="public")
     """The shards' picker reads the key (``hash``): :meth:`choose_hash` needs it then."""
 
@@ -373,10 +371,7 @@ class Router:
         plain = plain_form(table.pattern)
         self._prefix, self._form = (None, FORM_SEGMENT) if plain is None else plain
         self._prefix_bytes = None if plain is None else plain[0].encode("ascii")
-        hasher = table.hasher
-        self._index_of_hash = hasher.index_of_hash
-        owners = hasher.owners if isinstance(hasher, MaglevHasher) else None
-        self._owners = owners if isinstance(owners, bytes) else None
+        self._index_of_hash = table.hasher.index_of_hash
 
     def _slots_of(self, table: RoutingTable) -> tuple[_Slot, ...]:
         """Each shard's endpoints, picker and counters, in the hasher's order: a request then
@@ -440,18 +435,13 @@ class Router:
         and the endpoint chosen in it, counted the same way."""
         return self.choose_hash(key_hash(key), key, exclude)
 
-    @cython.locals(slot=_Slot, owners=bytes, size=cython.long, hashed=cython.long)
+    @cython.locals(slot=_Slot)
     def choose_hash(
         self, hashed: int, key: str | None, exclude: Collection[str] = ()
     ) -> tuple[str, Endpoint | None]:
         """:meth:`choose` for a key whose :func:`~shoal.dataplane.hashing.key_hash` is ``hashed``
         (the proxy's hot path, with :meth:`target_hash`); ``key`` only when :attr:`keyed`."""
-        owners = self._owners
-        if owners is not None:
-            size = len(owners)
-            slot = self._slots[owners[hashed % size]]
-        else:
-            slot = self._slots[self._index_of_hash(hashed)]
+        slot = self._slots[self._index_of_hash(hashed)]
         endpoint = slot.only
         if endpoint is None or (exclude and endpoint.address in exclude):
             endpoint = slot.pick_from(slot.endpoints, key, exclude)

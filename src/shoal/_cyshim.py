@@ -24,9 +24,11 @@ __all__ = [
     "declare",
     "double",
     "freelist",
+    "inline",
     "int",
     "locals",
     "long",
+    "longlong",
 ]
 
 _T = TypeVar("_T")
@@ -42,6 +44,18 @@ long = int
 """A C long (64 bits here): counters that cannot overflow it."""
 double = float
 """A C double."""
+
+
+class _CArrayable:
+    """A C scalar type whose ``T[n]`` names a C array of ``n`` of them (for :func:`declare`)."""
+
+    def __getitem__(self, size: int) -> "_CArrayable":
+        return self
+
+
+longlong = _CArrayable()
+"""A C long long; ``longlong[n]`` in :func:`declare` is a C array (a field the compiled build
+keeps as ``n`` C numbers, the interpreted one as whatever its ``__init__`` assigns)."""
 
 
 def cclass(cls: _T) -> _T:
@@ -63,6 +77,11 @@ def declare(kind: object, value: Any = None, *, visibility: str = "private") -> 
     """A C variable of type ``kind`` (here: just ``value``); in a class body, a C field
     (``visibility="public"``: readable and writable from Python code too)."""
     return value
+
+
+def inline(function: _T) -> _T:
+    """Ask the C compiler to inline a C function (a decorator)."""
+    return function
 
 
 def freelist(size: int) -> Callable[[_T], _T]:

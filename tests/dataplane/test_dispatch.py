@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import bisect
 import importlib
+import time
 from collections.abc import Callable
 from types import ModuleType
 from typing import cast
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from prometheus_client.parser import text_string_to_metric_families
 
 from shoal.dataplane.config import (
@@ -18,7 +22,7 @@ from shoal.dataplane.config import (
     RuntimeConfig,
     ShardConfig,
 )
-from shoal.dataplane.dispatch import RequestPick
+from shoal.dataplane.dispatch import LATENCY_BUCKETS, RequestPick
 from shoal.dataplane.health import Failure, OutlierSettings, PendingSettings
 from shoal.dataplane.http1 import Request, make_request_parser
 from shoal.dataplane.metrics import Exposition
@@ -231,6 +235,51 @@ def test_a_full_endpoint_queues_and_the_freed_slot_goes_to_the_oldest_waiter(
     assert state.queued == 0
     assert [e.in_flight for e in state.endpoints()] == [0]
     assert hooks.done == [("/1", 200), ("/2", 200)]
+
+
+@pytest.mark.parametrize("name", IMPLEMENTATIONS)
+@given(st.lists(st.floats(min_value=0, max_value=20, allow_nan=False), max_size=40))
+def test_histogram_buckets_as_bisect_left(name: str, durations: list[float]) -> None:
+    """Each duration lands in the first bucket whose bound is not below it, +Inf after them."""
+    module = "shoal.dataplane.dispatch" if name == "python" else "shoal.dataplane._dispatch_c"
+    histogram = importlib.import_module(module).Histogram()
+    expected = [0] * (len(LATENCY_BUCKETS) + 1)
+    for duration in [*durations, *LATENCY_BUCKETS]:  # the bounds themselves too
+        histogram.observe(duration)
+        expected[bisect.bisect_left(LATENCY_BUCKETS, duration)] += 1
+    assert histogram.bucket_counts() == expected
+    assert histogram.count == len(durations) + len(LATENCY_BUCKETS)
+
+
+def test_counters_and_latency_of_exchanges(impl: ModuleType) -> None:
+    hooks = FakeHooks()
+    state = impl.RouteState("l", route("10.0.0.1:80"), hooks)
+    dispatcher = impl.ListenerDispatcher([state])
+    for status, seconds in ((200, 0.0004), (204, 0.003), (503, 0.2), (0, 30.0)):
+        pick = dispatcher.begin(head(), "1.1.1.1")
+        hooks.now += seconds
+        dispatcher.end(pick, status)
+    stats = state.stats[""]["10.0.0.1:80"]
+    assert stats.response_counts() == [1, 0, 2, 0, 0, 1]
+    histogram = state.latency[""]
+    assert histogram.bucket_counts() == [1, 0, 0, 1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 1]
+    assert histogram.total == pytest.approx(30.2034)
+
+
+def test_the_monotonic_clock_read_directly_is_time_monotonic(impl: ModuleType) -> None:
+    """Hooks whose clock is ``time.monotonic`` are read without a Python call when compiled:
+    the same clock, so a pick's start sits between two readings of ``time.monotonic``."""
+
+    class MonotonicHooks(FakeHooks):
+        time = staticmethod(time.monotonic)
+
+    dispatcher = impl.ListenerDispatcher(
+        [impl.RouteState("l", route("10.0.0.1:80"), MonotonicHooks())]
+    )
+    before = time.monotonic()
+    pick = picked(dispatcher.begin(head(), "1.1.1.1"))
+    after = time.monotonic()
+    assert before <= pick.started <= after
 
 
 def test_runtime_config_validation_lists_every_problem() -> None:

@@ -9,6 +9,18 @@ from shoal.dataplane._health_c cimport (
     RetryBudget as _CRetryBudget,
 )
 
+from libc.stdint cimport int64_t
+from posix.time cimport CLOCK_MONOTONIC, clock_gettime, timespec
+
+
+cdef inline double _monotonic() noexcept:
+    """``time.monotonic()`` without a Python call: the same clock, turned into the same float
+    (nanoseconds, then seconds), so times from here and from Python code compare exactly."""
+    cdef timespec ts
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return <double>(<int64_t>ts.tv_sec * 1000000000 + ts.tv_nsec) / 1e9
+
+
 include "dispatch.py"
 
 # The compiled helpers, and the pure modules' own types (shared by both implementations).

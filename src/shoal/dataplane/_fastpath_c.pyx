@@ -19,6 +19,7 @@ input: the same ``None``, the same :class:`~shoal.dataplane.http1.Request`, the 
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from cpython.object cimport PyObject, PyTypeObject
 from cpython.ref cimport Py_DECREF, Py_INCREF
+from cpython.tuple cimport PyTuple_New, PyTuple_SET_ITEM
 from libc.string cimport memcpy
 
 from shoal.dataplane.fastpath import forwarding_tail
@@ -58,6 +59,12 @@ cdef inline void _store(object request, int i, object value):
     cdef PyObject** slot = <PyObject**>((<char*><PyObject*>request) + _OFFSET[i])
     Py_INCREF(value)
     slot[0] = <PyObject*>value  # a fresh object: the slot was empty
+
+
+cdef inline void _set_item(object container, Py_ssize_t index, object item):
+    """Fill slot ``index`` of a new tuple (PyTuple_SET_ITEM steals a reference: give it one)."""
+    Py_INCREF(item)
+    PyTuple_SET_ITEM(container, index, item)
 
 
 cdef object _new_request(object method, object target, object fields, object framing,
@@ -307,16 +314,23 @@ cdef object scan_request_within(
         return None
     if n - end != (length if length > 0 else 0):
         return None
-    fields = []
+    # The fields as a tuple of (name, value) pairs, built in place (no list, no slice objects).
+    cdef const char* text = <const char*>d
+    cdef Py_ssize_t index = 0
+    fields = PyTuple_New(nfields)
     pos = fields_start
     while pos < end - 2:
         line = pos
         pos = _field(d, pos, n, &name_end, &value_end)
-        fields.append((data[line:name_end], data[name_end + 2:value_end]))
+        pair = PyTuple_New(2)
+        _set_item(pair, 0, PyBytes_FromStringAndSize(text + line, name_end - line))
+        _set_item(pair, 1, PyBytes_FromStringAndSize(text + name_end + 2, value_end - name_end - 2))
+        _set_item(fields, index, pair)
+        index += 1
     request = _new_request(
         method,
-        data[target_start:target_end],
-        tuple(fields),
+        PyBytes_FromStringAndSize(text + target_start, target_end - target_start),
+        fields,
         "length" if length > 0 else "none",
         length if length >= 0 else None,
     )

@@ -40,10 +40,10 @@ and timers, and the access log.
 :class:`RequestPick` is a :class:`~shoal.dataplane.driver.Pick` in shape rather than a subclass.
 """
 
-import bisect
 import logging
 import random
 import re
+import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Final, Protocol
 
@@ -96,6 +96,8 @@ if not cython.compiled:
     _CPendingLimiter = PendingLimiter
     _COutlierDetector = OutlierDetector
     _CRetryBudget = RetryBudget
+    # ... and reads the monotonic clock with a C call (the same clock, the same float).
+    _monotonic = time.monotonic
 
 log = logging.getLogger("shoal.dataplane.proxy")
 
@@ -109,7 +111,23 @@ _QUEUE: Final = Admission.QUEUE
 _REJECT: Final = Admission.REJECT
 _SUCCESS: Final = Outcome.SUCCESS
 _SERVER_ERROR: Final = Outcome.SERVER_ERROR
-_bucket = bisect.bisect_left
+_BUCKETS: Final = 15
+"""Buckets of the latency histogram: one per bound of LATENCY_BUCKETS, then +Inf."""
+assert len(LATENCY_BUCKETS) + 1 == _BUCKETS
+
+
+@cython.cfunc
+@cython.inline
+@cython.locals(index=cython.long, bound=cython.double)
+def _latency_bucket(duration: cython.double) -> cython.long:
+    """The bucket of ``duration``: the first whose bound is not below it (``bisect_left``);
+    most requests land in the first few, so a scan from the bottom beats a bisection."""
+    index = 0
+    for bound in LATENCY_BUCKETS:
+        if duration <= bound:
+            return index
+        index += 1
+    return index
 
 
 class Hooks(Protocol):
@@ -141,36 +159,58 @@ class Hooks(Protocol):
 class EndpointStats:
     """Counters of one endpoint in one shard of one route (for ``/metrics``)."""
 
-    responses: list[int] = cython.declare(list, visibility="public")
+    # Six C numbers when compiled (counted per request without a Python int), a list when not;
+    # read through response_counts().
+    responses: list[int] = cython.declare(cython.longlong[6])
     """By status class: index 1-5 for 1xx-5xx, 0 for exchanges that got no status."""
     connect_errors: int = cython.declare(cython.long, visibility="public")
     resets: int = cython.declare(cython.long, visibility="public")
     ejections: int = cython.declare(cython.long, visibility="public")
 
+    @cython.locals(index=cython.long)
     def __init__(self) -> None:
-        self.responses = [0, 0, 0, 0, 0, 0]
+        if not cython.compiled:
+            self.responses = [0] * 6
+        for index in range(6):
+            self.responses[index] = 0
         self.connect_errors = 0
         self.resets = 0
         self.ejections = 0
+
+    @cython.locals(index=cython.long)
+    def response_counts(self) -> list[int]:
+        """Answers by status class (see :attr:`responses`)."""
+        return [self.responses[index] for index in range(6)]
 
 
 @cython.cclass
 class Histogram:
     """A latency histogram over :data:`LATENCY_BUCKETS` (counts per bucket, not cumulative)."""
 
-    counts: list[int] = cython.declare(list, visibility="public")
+    # One C number per bucket when compiled, a list when not; read through bucket_counts().
+    counts: list[int] = cython.declare(cython.longlong[15])  # _BUCKETS
     total: float = cython.declare(cython.double, visibility="public")
     count: int = cython.declare(cython.long, visibility="public")
 
+    @cython.locals(index=cython.long)
     def __init__(self) -> None:
-        self.counts = [0] * (len(LATENCY_BUCKETS) + 1)
+        if not cython.compiled:
+            self.counts = [0] * _BUCKETS
+        for index in range(_BUCKETS):
+            self.counts[index] = 0
         self.total = 0.0
         self.count = 0
 
+    @cython.ccall
     def observe(self, value: float) -> None:
-        self.counts[_bucket(LATENCY_BUCKETS, value)] += 1
+        self.counts[_latency_bucket(value)] += 1
         self.total += value
         self.count += 1
+
+    @cython.locals(index=cython.long)
+    def bucket_counts(self) -> list[int]:
+        """Observations per bucket, in the order of :data:`LATENCY_BUCKETS` (then +Inf)."""
+        return [self.counts[index] for index in range(_BUCKETS)]
 
 
 @cython.freelist(256)  # one per request in flight: reused, not allocated, when compiled
@@ -309,6 +349,8 @@ class RouteState:
     successor: "RouteState | None" = cython.declare(object, visibility="public")
     _hooks: Hooks = cython.declare(object, visibility="public")
     _time: Callable[[], float] = cython.declare(object, visibility="public")
+    _monotonic_time: bool = cython.declare(cython.bint, visibility="public")
+    """Whether :attr:`_time` is ``time.monotonic`` (then read without a Python call)."""
     _log: bool = cython.declare(cython.bint, visibility="public")
     _shared: _Shared = cython.declare(_Shared, visibility="public")
     _addresses: dict[str, Address] = cython.declare(dict, visibility="public")
@@ -332,6 +374,7 @@ class RouteState:
         self.successor = None
         self._hooks = hooks
         self._time = hooks.time
+        self._monotonic_time = hooks.time is time.monotonic
         self._log = hooks.logging
         rng = rng or random.Random()  # noqa: S311 -- load balancing, not cryptography
         old = previous._shared if previous is not None else None
@@ -546,7 +589,7 @@ class RouteState:
     def begin(self, request: Request, peer: str) -> RequestPick | None:
         shared = self._shared
         pick = RequestPick.__new__(RequestPick)
-        pick._start(self, request, peer, self._time())
+        pick._start(self, request, peer, _monotonic() if self._monotonic_time else self._time())
         if not self._choose(pick, shared.excluded):
             shared.counters[1] += 1
             return None
@@ -704,6 +747,7 @@ class RouteState:
         return self._retry(pick, failure, None, replayable)
 
     @cython.ccall
+    @cython.locals(stats=EndpointStats)
     def response(self, pick: RequestPick, status: int) -> bool:
         if status not in self.config.retry.retry_statuses:
             return False
@@ -723,8 +767,9 @@ class RouteState:
         return self._retry_granted(pick)
 
     @cython.ccall
+    @cython.locals(stats=EndpointStats, histogram=Histogram)
     def end(self, pick: RequestPick, status: int) -> None:
-        now = self._time()
+        now = _monotonic() if self._monotonic_time else self._time()
         if pick.open:
             if status == 0:
                 outcome: Outcome | None = None
@@ -745,7 +790,7 @@ class RouteState:
         histogram = shared.latency.get(pick.shard)
         if histogram is not None:
             # Histogram.observe inlined: this runs once per request.
-            histogram.counts[_bucket(LATENCY_BUCKETS, duration)] += 1
+            histogram.counts[_latency_bucket(duration)] += 1
             histogram.total += duration
             histogram.count += 1
         if status >= 500 and shared.router is not None:

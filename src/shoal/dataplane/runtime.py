@@ -553,7 +553,7 @@ class Proxy:
             (
                 ({**labels, "code": classes[index]}, count)
                 for labels, _, _, _, stats in per_endpoint()
-                for index, count in enumerate(stats.responses)
+                for index, count in enumerate(stats.response_counts())
                 if count or index in (2, 5)
             ),
         )
@@ -633,7 +633,7 @@ class Proxy:
             (
                 (
                     {"listener": r.listener, "route": r.name, "shard": shard},
-                    histogram.counts,
+                    histogram.bucket_counts(),
                     histogram.total,
                 )
                 for r in routes

@@ -10,7 +10,11 @@ For each algorithm, over 200k keys ``user{i}`` (the key set of docs/dataplane.md
   (those now on the added shard, or those that were on the removed one);
 * max/mean load at 4 and 16 shards; "random" is a uniformly random assignment of the same keys,
   the noise floor no hash can beat on average;
-* lookups per second in this one process (best of three passes), and the time to build at 16 shards.
+* lookups per second in this one process (best of three passes), and the time to build at 16 shards;
+* balance over other key sets of the same size (``{i}``, ``item-{i}``, ``u:{i}:x``,
+  ``key_{i:08d}``, ``session/{i}``): max/mean at 4 and 16 shards on each, and their mean, against
+  the spread of random assignments (mean of 20, and how often one exceeds 1.02), since one key
+  set alone says little about a hash's balance at the noise floor.
 
 Ratios to the peer are printed last. Absolute numbers depend on the machine; ratios travel.
 """
@@ -21,6 +25,7 @@ import collections
 import datetime
 import platform
 import random
+import re
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -42,6 +47,8 @@ except ImportError:
     raise SystemExit(2) from None
 
 KEYS = [f"user{i}" for i in range(200_000)]
+FAMILIES = ("user{}", "{}", "item-{}", "u:{}:x", "key_{:08d}", "session/{}")
+"""Key sets of the balance table (KEYS is the first)."""
 PEER = "uhashring"
 Lookup = Callable[[str], str]
 
@@ -101,6 +108,23 @@ def measure(algorithm: str) -> dict[str, float]:
     }
 
 
+def family_balance(algorithm: str, family: str, count: int) -> float:
+    lookup = build(algorithm, names(count))
+    keys = [family.format(i) for i in range(len(KEYS))]
+    load = collections.Counter(map(lookup, keys))
+    return max(load.values()) / (len(keys) / count)
+
+
+def random_spread(count: int, trials: int = 20) -> tuple[float, float]:
+    """Mean max/mean of random assignments, and the share of them above 1.02."""
+    rng = random.Random(20261130)
+    values = []
+    for _ in range(trials):
+        load = collections.Counter(rng.randrange(count) for _ in KEYS)
+        values.append(max(load.values()) / (len(KEYS) / count))
+    return sum(values) / trials, sum(v > 1.02 for v in values) / trials
+
+
 def random_floor(count: int, trials: int = 5) -> float:
     """Mean max/mean of a uniformly random assignment of the keys to ``count`` shards."""
     rng = random.Random(20260101)
@@ -138,6 +162,28 @@ def main() -> None:
     for algorithm in algorithms[:-1]:
         row, peer = results[algorithm], results[PEER]
         print(f"| {algorithm} | " + " | ".join(f"{row[c] / peer[c]:.2f}×" for c in columns) + " |")
+    print()
+    print(f"Balance (max/mean) over key sets of {len(KEYS):,} keys, at 4 / 16 shards")
+    print()
+    shown = [
+        re.sub(r"\{(:[^}]*)?\}", lambda m: "{i" + (m.group(1) or "") + "}", f) for f in FAMILIES
+    ]
+    print("| algorithm | " + " | ".join(shown) + " | mean |")
+    print("|---|" + "---|" * (len(FAMILIES) + 1))
+    for algorithm in algorithms:
+        cells, sums = [], [0.0, 0.0]
+        for family in FAMILIES:
+            pair = [family_balance(algorithm, family, count) for count in (4, 16)]
+            sums = [total + value for total, value in zip(sums, pair, strict=True)]
+            cells.append(f"{pair[0]:.3f} / {pair[1]:.3f}")
+        means = f"{sums[0] / len(FAMILIES):.3f} / {sums[1] / len(FAMILIES):.3f}"
+        print(f"| {algorithm} | " + " | ".join(cells) + f" | {means} |")
+    (mean4, over4), (mean16, over16) = random_spread(4), random_spread(16)
+    print()
+    print(
+        f"Random assignment of {len(KEYS):,} keys, 20 trials: mean max/mean {mean4:.3f} at 4 "
+        f"shards ({over4:.0%} above 1.02), {mean16:.3f} at 16 ({over16:.0%} above 1.02)."
+    )
 
 
 if __name__ == "__main__":

@@ -75,9 +75,9 @@ def movement(algorithm: str, before: Sequence[str], after: Sequence[str]) -> flo
     return moved / must
 
 
-def balance(lookup: Lookup, count: int) -> float:
-    load = collections.Counter(map(lookup, KEYS))
-    return max(load.values()) / (len(KEYS) / count)
+def balance(lookup: Lookup, count: int, keys: Sequence[str] = KEYS) -> float:
+    load = collections.Counter(map(lookup, keys))
+    return max(load.values()) / (len(keys) / count)
 
 
 def lookups_per_second(lookup: Lookup) -> float:
@@ -109,30 +109,29 @@ def measure(algorithm: str) -> dict[str, float]:
 
 
 def family_balance(algorithm: str, family: str, count: int) -> float:
-    lookup = build(algorithm, names(count))
     keys = [family.format(i) for i in range(len(KEYS))]
-    load = collections.Counter(map(lookup, keys))
-    return max(load.values()) / (len(keys) / count)
+    return balance(build(algorithm, names(count)), count, keys)
 
 
-def random_spread(count: int, trials: int = 20) -> tuple[float, float]:
-    """Mean max/mean of random assignments, and the share of them above 1.02."""
-    rng = random.Random(20261130)
+def random_maxima(count: int, trials: int, seed: int) -> list[float]:
+    """Max/mean of ``trials`` uniformly random assignments of the keys to ``count`` shards."""
+    rng = random.Random(seed)
     values = []
     for _ in range(trials):
         load = collections.Counter(rng.randrange(count) for _ in KEYS)
         values.append(max(load.values()) / (len(KEYS) / count))
+    return values
+
+
+def random_spread(count: int, trials: int = 20) -> tuple[float, float]:
+    """Mean max/mean of random assignments, and the share of them above 1.02."""
+    values = random_maxima(count, trials, 20261130)
     return sum(values) / trials, sum(v > 1.02 for v in values) / trials
 
 
 def random_floor(count: int, trials: int = 5) -> float:
     """Mean max/mean of a uniformly random assignment of the keys to ``count`` shards."""
-    rng = random.Random(20260101)
-    total = 0.0
-    for _ in range(trials):
-        load = collections.Counter(rng.randrange(count) for _ in KEYS)
-        total += max(load.values()) / (len(KEYS) / count)
-    return total / trials
+    return sum(random_maxima(count, trials, 20260101)) / trials
 
 
 def main() -> None:

@@ -174,7 +174,8 @@ def plain_key(prefix: str, form: int, path: str) -> str:
 def plain_hash(target: bytes, prefix: bytes, form: int) -> int:
     """``key_hash(plain_key(prefix, form, request_path(target)))``, or -1 where the compiled
     build cannot read it in place byte for byte: a target not in origin form, an empty prefix
-    (:func:`plain_form` never gives one), or a key with a byte above 127 (the path's string is its Latin-1 decoding, and the hash is of UTF-8).
+    (:func:`plain_form` never gives one), or a key with a byte above 127 (the path's string is
+    its Latin-1 decoding, and the hash is of UTF-8).
 
     The compiled build swaps in a C version (``shoal.dataplane._keyhash_c``) that reads the key's
     hash from the target's bytes where they lie (no string made); this is its definition.
